@@ -1,0 +1,146 @@
+// Contention, outages and the connection pool against a real PostgreSQL.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "common/subprocess.h"
+#include "store/schema.h"
+#include "tests/support/test_db.h"
+
+namespace corral::store {
+namespace {
+
+using common::Code;
+using nlohmann::json;
+using testing::MakeObject;
+using namespace std::chrono_literals;
+
+// 8 threads in each of 2 processes increment one counter by read-modify-write.
+// The final value equals the number of successful updates; every failure is a
+// Conflict.
+TEST(StoreConcurrencyTest, CasUnderContentionAcrossProcesses) {
+  auto h = testing::StartStore();
+  ASSERT_NE(h, nullptr);
+  ASSERT_TRUE(h->store->Create(MakeObject("Model", "default", "counter", {{"counter", 0}})).ok());
+  const int kProcs = 2, kThreads = 8, kIterations = 60;
+  std::vector<std::thread> procs;
+  std::vector<common::Result<common::ProcessResult>> results(kProcs, common::Internal("not run"));
+  for (int p = 0; p < kProcs; ++p) {
+    procs.emplace_back([&, p] {
+      results[p] = common::RunProcess(
+          {CORRAL_STORE_LOAD_BIN, "--dsn", testing::Dsn(), "cas", "--name", "counter", "--threads",
+           std::to_string(kThreads), "--iterations", std::to_string(kIterations)},
+          testing::LongRun());
+    });
+  }
+  for (auto& t : procs) t.join();
+  int64_t ok = 0, conflicts = 0;
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->exit_code, 0) << r->output;
+    const auto line = r->output.substr(r->output.rfind('{'));
+    const json j = json::parse(line);
+    EXPECT_EQ(j["other"], 0) << "every failure must be a Conflict: " << r->output;
+    ok += j["ok"].get<int64_t>();
+    conflicts += j["conflicts"].get<int64_t>();
+  }
+  EXPECT_EQ(ok + conflicts, kProcs * kThreads * kIterations);
+  EXPECT_GT(conflicts, 0) << "the test did not produce contention";
+  auto final_obj = h->store->Get({"Model", "default", "counter"});
+  ASSERT_TRUE(final_obj.ok());
+  EXPECT_EQ(final_obj->body["spec"]["counter"].get<int64_t>(), ok);
+  EXPECT_EQ(final_obj->body["metadata"]["generation"].get<int64_t>(), ok + 1);
+}
+
+TEST(StoreConcurrencyTest, PoolBoundsWaitersAndTimesOut) {
+  prometheus::Registry registry;
+  PoolOptions o;
+  o.dsn = testing::Dsn();
+  o.min_size = 0;
+  o.max_size = 1;
+  o.max_waiters = 1;
+  o.acquire_timeout = 300ms;
+  ConnectionPool pool(o, {{"one", "SELECT 1"}}, registry);
+  auto held = pool.Acquire();
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  // One waiter is allowed and times out; a second concurrent one is refused at once.
+  std::atomic<bool> waiting{false};
+  common::Status waiter_status;
+  std::thread waiter([&] {
+    waiting = true;
+    auto r = pool.Acquire();
+    waiter_status = r.status();
+  });
+  while (!waiting) std::this_thread::yield();
+  std::this_thread::sleep_for(50ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto refused = pool.Acquire();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 200ms);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Code::kUnavailable);
+  EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("waiting"));
+  waiter.join();
+  EXPECT_EQ(waiter_status.code(), Code::kUnavailable);
+  EXPECT_THAT(waiter_status.message(), ::testing::HasSubstr("timed out"));
+  { auto release = std::move(held).value(); }
+  auto again = pool.Acquire();
+  EXPECT_TRUE(again.ok());
+}
+
+TEST(StoreConcurrencyTest, PoolReplacesConnectionsKilledByTheServer) {
+  prometheus::Registry registry;
+  PoolOptions o;
+  o.dsn = testing::Dsn();
+  o.application_name = "corral-pool-kill";
+  o.min_size = 2;
+  o.max_size = 2;
+  ConnectionPool pool(o, {{"one", "SELECT 1"}}, registry);
+  ASSERT_TRUE(pool.Warm().ok());
+  ASSERT_EQ(pool.stats().idle, 2);
+  testing::QueryScalar(testing::DsnFor("postgres"),
+                       "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                       "WHERE application_name = 'corral-pool-kill'");
+  std::this_thread::sleep_for(100ms);
+  // The health check on borrow notices the dead sockets and opens new ones.
+  for (int i = 0; i < 3; ++i) {
+    auto c = pool.Acquire();
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    pqxx::nontransaction tx(c->get());
+    EXPECT_EQ(tx.exec_prepared("one")[0][0].as<int>(), 1);
+  }
+}
+
+TEST(StoreConcurrencyTest, ConcurrentStartsMigrateOnce) {
+  const std::string dsn = testing::CreateDatabase("t_migrate");
+  std::vector<std::thread> starters;
+  std::vector<std::unique_ptr<testing::StoreHandle>> handles(4);
+  for (int i = 0; i < 4; ++i) {
+    starters.emplace_back([&, i] { handles[i] = testing::StartStore({}, dsn); });
+  }
+  for (auto& t : starters) t.join();
+  for (const auto& h : handles) ASSERT_NE(h, nullptr);
+  EXPECT_EQ(testing::QueryScalar(dsn, "SELECT count(*) FROM corral_schema_migrations"),
+            std::to_string(LatestSchemaVersion()));
+  // A second start of an up-to-date database is a no-op.
+  auto again = testing::StartStore({}, dsn);
+  ASSERT_NE(again, nullptr);
+  EXPECT_TRUE(again->store->Create(MakeObject("Model", "default", "m")).ok());
+}
+
+TEST(StoreConcurrencyTest, UnreachableDatabaseIsUnavailable) {
+  prometheus::Registry registry;
+  common::RealClock clock;
+  const auto kinds = KindRegistry::Default();
+  PostgresStoreOptions o;
+  o.pool.dsn = "host=/nonexistent-dir port=5432 user=corral dbname=x";
+  PostgresStore st(o, kinds, clock, registry);
+  const auto s = st.Start();
+  EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
+}
+
+}  // namespace
+}  // namespace corral::store
