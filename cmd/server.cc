@@ -5,6 +5,8 @@
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <memory>
 
 #include "cmd/commands.h"
@@ -21,6 +23,7 @@ namespace {
 struct ServerFlags {
   std::string database_url;
   std::string data_dir = ".corral";
+  bool data_dir_given = false;
   std::string listen = "127.0.0.1:8080";
   std::string log_level = "info";
   std::string pg_user;
@@ -43,7 +46,10 @@ int RunServer(const ServerFlags& f) {
   std::string dsn = f.database_url;
   if (dsn.empty()) {
     store::EmbeddedPostgresOptions eo;
-    eo.data_dir = f.data_dir;
+    // As root the embedded cluster runs as an unprivileged user that may not be
+    // able to enter the current directory (e.g. under /root): default to the
+    // system location instead, as k3s does.
+    eo.data_dir = (!f.data_dir_given && geteuid() == 0) ? "/var/lib/corral" : f.data_dir;
     eo.run_as_user = f.pg_user;
     embedded = std::make_unique<store::EmbeddedPostgres>(eo);
     if (auto s = embedded->Start(); !s.ok()) {
@@ -97,8 +103,10 @@ Runner RegisterServer(CLI::App& app) {
       app.add_subcommand("server", "Run the control plane (API, controllers, autoscaler)");
   sub->add_option("--database-url", flags->database_url,
                   "PostgreSQL DSN or URL; empty: an embedded cluster in --data-dir");
-  sub->add_option("--data-dir", flags->data_dir, "Directory for the embedded PostgreSQL cluster")
-      ->capture_default_str();
+  CLI::Option* data_dir =
+      sub->add_option("--data-dir", flags->data_dir,
+                      "Directory for the embedded PostgreSQL cluster (as root: /var/lib/corral)")
+          ->capture_default_str();
   sub->add_option("--listen", flags->listen, "HOST:PORT for HTTP")->capture_default_str();
   sub->add_option("--log-level", flags->log_level, "trace|debug|info|warn|error")
       ->capture_default_str();
@@ -130,7 +138,10 @@ Runner RegisterServer(CLI::App& app) {
                   "Seconds of history always kept")
       ->check(CLI::Range(0, 30 * 86'400))
       ->capture_default_str();
-  return [flags] { return RunServer(*flags); };
+  return [flags, data_dir] {
+    flags->data_dir_given = data_dir->count() > 0;
+    return RunServer(*flags);
+  };
 }
 
 }  // namespace corral::cmd

@@ -135,7 +135,7 @@ Result<ObjectKey> ValidateObject(const KindRegistry& kinds, const json& object, 
       causes.push_back({part, "Invalid value: must be an object"});
     }
   }
-  if (causes.empty()) {
+  if (causes.empty() && max_bytes > 0) {
     const size_t size = object.dump().size();
     if (size > max_bytes) {
       causes.push_back({"", "Too long: object is " + std::to_string(size) +
@@ -174,14 +174,17 @@ std::string NewUid() {
 }
 
 bool SpecChanged(const json& before, const json& after) {
-  json a = before, b = after;
-  for (json* o : {&a, &b}) {
-    if (o->is_object()) {
-      o->erase("metadata");
-      o->erase("status");
-    }
+  if (!before.is_object() || !after.is_object()) return before != after;
+  auto skip = [](const std::string& k) { return k == "metadata" || k == "status"; };
+  size_t n_before = 0, n_after = 0;
+  for (auto it = before.begin(); it != before.end(); ++it) {
+    if (skip(it.key())) continue;
+    ++n_before;
+    auto other = after.find(it.key());
+    if (other == after.end() || *other != *it) return true;
   }
-  return a != b;
+  for (auto it = after.begin(); it != after.end(); ++it) n_after += skip(it.key()) ? 0 : 1;
+  return n_before != n_after;
 }
 
 namespace {

@@ -20,7 +20,8 @@ common::Result<nlohmann::json> ParseObjectJson(std::string_view text, size_t max
 
 // Checks the envelope of an object to be written and returns its key.
 // InvalidArgument with one cause per problem (field + reason) and a message
-// naming the object. `serialized_size` is the size of the stored form.
+// naming the object. max_bytes 0 skips the size check (for callers that check
+// the stored form themselves).
 common::Result<ObjectKey> ValidateObject(const KindRegistry& kinds, const nlohmann::json& object,
                                          size_t max_bytes);
 

@@ -6,10 +6,12 @@
 #include <spdlog/spdlog.h>
 
 #include <limits>
+#include <list>
 #include <map>
 #include <pqxx/nontransaction>
 #include <pqxx/notification>
 #include <pqxx/pqxx>
+#include <unordered_map>
 
 #include "store/schema.h"
 
@@ -95,22 +97,7 @@ const std::vector<std::pair<std::string, std::string>>& Statements() {
   return s;
 }
 
-// A change as read from the log, shared by every watcher it is delivered to.
-struct RawEvent {
-  int64_t revision = 0;
-  std::string kind;
-  std::string ns;
-  std::string name;
-  bool created = false;
-  bool deleted = false;
-  std::shared_ptr<const json> value;  // null for gap fillers
-  std::shared_ptr<const json> prev;   // previous state; null if none or compacted
-};
-using RawEventPtr = std::shared_ptr<const RawEvent>;
-
-std::shared_ptr<const json> ParseStored(const pqxx::field& f) {
-  if (f.is_null()) return nullptr;
-  const auto text = f.c_str();
+std::shared_ptr<const json> ParseText(const char* text) {
   if (!text || !*text) return nullptr;
   try {
     return std::make_shared<const json>(json::parse(text));
@@ -120,8 +107,58 @@ std::shared_ptr<const json> ParseStored(const pqxx::field& f) {
   }
 }
 
-Object MakeObject(const json& value, int64_t revision) {
-  Object o{value, revision};
+std::shared_ptr<const json> ParseStored(const pqxx::field& f) {
+  return f.is_null() ? nullptr : ParseText(f.c_str());
+}
+
+// A change as read from the log, shared by every watcher it is delivered to.
+// The stored JSON is parsed once, on first use by a watcher, so a process with
+// no interested watcher never pays for it. Thread-safe.
+class RawEvent {
+ public:
+  int64_t revision = 0;
+  std::string kind;
+  std::string ns;
+  std::string name;
+  bool created = false;
+  bool deleted = false;
+
+  void SetText(const pqxx::field& value, const pqxx::field& prev) {
+    if (!value.is_null()) value_text_ = value.c_str();
+    if (!prev.is_null()) prev_text_ = prev.c_str();
+  }
+  // The object after the change (null if unreadable) and before it (null if
+  // none or compacted).
+  const std::shared_ptr<const json>& value() const {
+    Parse();
+    return value_;
+  }
+  const std::shared_ptr<const json>& prev() const {
+    Parse();
+    return prev_;
+  }
+
+ private:
+  void Parse() const {
+    std::call_once(parsed_, [this] {
+      value_ = ParseText(value_text_.c_str());
+      prev_ = ParseText(prev_text_.c_str());
+      value_text_.clear();
+      value_text_.shrink_to_fit();
+      prev_text_.clear();
+      prev_text_.shrink_to_fit();
+    });
+  }
+  mutable std::once_flag parsed_;
+  mutable std::string value_text_;
+  mutable std::string prev_text_;
+  mutable std::shared_ptr<const json> value_;
+  mutable std::shared_ptr<const json> prev_;
+};
+using RawEventPtr = std::shared_ptr<const RawEvent>;
+
+Object MakeObject(json value, int64_t revision) {
+  Object o{std::move(value), revision};
   o.body["metadata"]["resourceVersion"] = std::to_string(revision);
   return o;
 }
@@ -175,6 +212,54 @@ class PostgresStore::Impl {
     int64_t revision = 0;
     bool deleted = false;
     std::shared_ptr<const json> value;
+    std::string text;  // exactly as stored (for no-op detection)
+  };
+  // Recently written heads (text only; parsed when used). A hint only: an update that starts from a
+  // stale entry loses its compare-and-swap in the database and re-reads. The
+  // poller drops entries that other writers superseded.
+  class HeadCache {
+   public:
+    explicit HeadCache(size_t capacity) : capacity_(capacity) {}
+    static std::string KeyOf(const ObjectKey& k) { return k.kind + '\0' + k.ns + '\0' + k.name; }
+    std::optional<Head> Find(const std::string& key) {
+      std::lock_guard lock(mu_);
+      auto it = map_.find(key);
+      if (it == map_.end()) return std::nullopt;
+      lru_.splice(lru_.end(), lru_, it->second.second);
+      return it->second.first;
+    }
+    void Put(const std::string& key, Head h) {
+      if (capacity_ == 0) return;
+      std::lock_guard lock(mu_);
+      auto it = map_.find(key);
+      if (it != map_.end()) {
+        if (it->second.first.revision > h.revision) return;
+        it->second.first = std::move(h);
+        lru_.splice(lru_.end(), lru_, it->second.second);
+        return;
+      }
+      lru_.push_back(key);
+      map_.emplace(key, std::make_pair(std::move(h), std::prev(lru_.end())));
+      if (map_.size() > capacity_) {
+        map_.erase(lru_.front());
+        lru_.pop_front();
+      }
+    }
+    // Drops the entry unless it is at least `revision`.
+    void Invalidate(const std::string& key, int64_t revision) {
+      std::lock_guard lock(mu_);
+      auto it = map_.find(key);
+      if (it == map_.end() || it->second.first.revision >= revision) return;
+      lru_.erase(it->second.second);
+      map_.erase(it);
+    }
+
+   private:
+    const size_t capacity_;
+    std::mutex mu_;
+    std::list<std::string> lru_;  // guarded by mu_; least recently used first
+    std::unordered_map<std::string, std::pair<Head, std::list<std::string>::iterator>>
+        map_;  // guarded by mu_
   };
   Result<std::optional<Head>> ReadHead(const ObjectKey& key);
   Status Record(const char* operation, const Status& s);
@@ -182,6 +267,8 @@ class PostgresStore::Impl {
   // Waits until every revision <= `revision` is settled and seen by the poller.
   Status WaitSettled(int64_t revision);
   void Wake();
+  // A write of ours committed: poll soon and tell other processes.
+  void NoteLocalWrite();
   void PollLoop();
   // One poll; returns true when more rows may be waiting.
   bool PollOnce();
@@ -201,14 +288,17 @@ class PostgresStore::Impl {
   std::condition_variable settled_cv_;  // wakes WaitSettled callers
   bool wake_ = false;                   // guarded by mu_
   bool stopping_ = false;               // guarded by mu_
-  bool local_writes_ = false;           // guarded by mu_; NOTIFY others after the next poll
-  std::deque<RawEventPtr> ring_;        // guarded by mu_
+  // Set by writers without taking mu_ (hot path); NOTIFY others after the next poll.
+  std::atomic<bool> local_writes_{false};
+  std::atomic<bool> wake_requested_{false};  // a writer already woke the poller
+  std::deque<RawEventPtr> ring_;             // guarded by mu_
   int64_t ring_base_ = 0;  // guarded by mu_; ring_ holds every event in (ring_base_, settled_]
   std::vector<std::shared_ptr<WatchState>> watchers_;  // guarded by mu_
   std::optional<Steady::time_point> gap_since_;        // poller thread only
   std::atomic<int64_t> settled_{0};
   std::atomic<int64_t> compacted_{0};
   std::atomic<bool> running_{false};
+  HeadCache cache_;
 
   std::thread poller_;
   std::thread listener_;
@@ -228,8 +318,8 @@ class PostgresStore::Impl {
   prometheus::Counter& compaction_rows_total_;
   prometheus::Counter& compaction_runs_total_;
   prometheus::Histogram& compaction_seconds_;
-  std::mutex metric_mu_;
-  std::map<std::string, prometheus::Histogram*> statement_hist_;  // guarded by metric_mu_
+  // One histogram per prepared statement, built in the constructor; read-only after.
+  std::unordered_map<std::string_view, prometheus::Histogram*> statement_hist_;
 };
 
 // Per-watch state shared between the poller (producer) and the consumer.
@@ -312,7 +402,9 @@ class PgWatcher final : public Watcher {
 };
 
 std::optional<WatchEvent> PgWatcher::Convert(const RawEvent& e) const {
-  if (!e.value) return std::nullopt;
+  const auto& value = e.value();
+  const auto& prev = e.prev();
+  if (!value) return std::nullopt;
   const auto& o = state_->options;
   const bool selective = !o.labels.empty() || !o.fields.empty();
   auto matches = [&](const std::shared_ptr<const json>& v) {
@@ -327,22 +419,22 @@ std::optional<WatchEvent> PgWatcher::Convert(const RawEvent& e) const {
   };
   WatchEvent ev;
   if (e.deleted) {
-    if (!matches(e.value)) return std::nullopt;
+    if (!matches(value)) return std::nullopt;
     ev.type = WatchEvent::Type::kDeleted;
-    ev.object = MakeObject(*e.value, e.revision);
+    ev.object = MakeObject(*value, e.revision);
     return ev;
   }
-  const bool now = matches(e.value);
-  const bool before = !e.created && (selective ? matches(e.prev) : true);
+  const bool now = matches(value);
+  const bool before = !e.created && (selective ? matches(prev) : true);
   if (now && before) {
     ev.type = WatchEvent::Type::kModified;
-    ev.object = MakeObject(*e.value, e.revision);
+    ev.object = MakeObject(*value, e.revision);
   } else if (now) {
     ev.type = WatchEvent::Type::kAdded;
-    ev.object = MakeObject(*e.value, e.revision);
-  } else if (before && e.prev) {
+    ev.object = MakeObject(*value, e.revision);
+  } else if (before && prev) {
     ev.type = WatchEvent::Type::kDeleted;
-    ev.object = MakeObject(*e.prev, e.revision);
+    ev.object = MakeObject(*prev, e.revision);
   } else {
     return std::nullopt;
   }
@@ -434,6 +526,7 @@ PostgresStore::Impl::Impl(PostgresStoreOptions options, const KindRegistry& kind
       kinds_(kinds),
       clock_(clock),
       pool_(std::make_unique<ConnectionPool>(options_.pool, Statements(), registry)),
+      cache_(options_.head_cache_capacity),
       statement_seconds_(prometheus::BuildHistogram()
                              .Name("corral_store_statement_duration_seconds")
                              .Help("Latency of the store's prepared statements, by statement.")
@@ -487,28 +580,24 @@ PostgresStore::Impl::Impl(PostgresStoreOptions options, const KindRegistry& kind
                               .Name("corral_store_compaction_duration_seconds")
                               .Help("Duration of compaction passes.")
                               .Register(registry)
-                              .Add({}, prometheus::Histogram::BucketBoundaries{
-                                           0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60})) {}
+                              .Add({}, prometheus::Histogram::BucketBoundaries{0.01, 0.05, 0.1, 0.5,
+                                                                               1, 5, 10, 30, 60})) {
+  for (const auto& [name, sql] : Statements()) {
+    statement_hist_[name] = &statement_seconds_.Add(
+        {{"statement", name}},
+        prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
+  }
+}
 
 template <typename... Args>
 Result<pqxx::result> PostgresStore::Impl::Exec(const char* stmt, Args&&... args) {
   auto conn = pool_->Acquire();
   if (!conn.ok()) return conn.status();
   const auto start = Steady::now();
+  prometheus::Histogram* hist = statement_hist_.at(stmt);
   auto observe = [&] {
-    prometheus::Histogram* h;
-    {
-      std::lock_guard lock(metric_mu_);
-      auto& slot = statement_hist_[stmt];
-      if (!slot) {
-        slot = &statement_seconds_.Add(
-            {{"statement", stmt}},
-            prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                                    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
-      }
-      h = slot;
-    }
-    h->Observe(std::chrono::duration<double>(Steady::now() - start).count());
+    hist->Observe(std::chrono::duration<double>(Steady::now() - start).count());
   };
   try {
     pqxx::nontransaction tx(conn->get());
@@ -615,6 +704,12 @@ void PostgresStore::Impl::Wake() {
   poll_cv_.notify_one();
 }
 
+void PostgresStore::Impl::NoteLocalWrite() {
+  local_writes_.store(true, std::memory_order_relaxed);
+  // Only the first writer since the poller last woke pays for the lock.
+  if (!wake_requested_.exchange(true)) Wake();
+}
+
 Status PostgresStore::Impl::WaitSettled(int64_t revision) {
   std::unique_lock lock(mu_);
   if (settled_ >= revision) return Status::Ok();
@@ -639,13 +734,14 @@ Result<std::optional<PostgresStore::Impl::Head>> PostgresStore::Impl::ReadHead(
   if (!r.ok()) return r.status();
   if (r->empty()) return std::optional<Head>();
   const auto row = (*r)[0];
-  Head h{row[0].as<int64_t>(), row[1].as<bool>(), ParseStored(row[2])};
+  Head h{row[0].as<int64_t>(), row[1].as<bool>(), ParseStored(row[2]), row[2].c_str()};
   if (!h.value) return common::Internal("stored object " + key.ToString() + " is unreadable");
   return std::optional<Head>(std::move(h));
 }
 
 Result<Object> PostgresStore::Impl::Create(const json& object) {
-  auto key = ValidateObject(kinds_, object, options_.max_object_bytes);
+  // Size is checked on the stored form below (0: skip the check here).
+  auto key = ValidateObject(kinds_, object, 0);
   if (!key.ok()) return Record("create", key.status());
   const KindInfo* info = kinds_.Find(key->kind);
   json stored = object;
@@ -676,12 +772,9 @@ Result<Object> PostgresStore::Impl::Create(const json& object) {
     if (r.ok()) {
       if (r->empty()) return Record("create", exists);
       const int64_t rev = (*r)[0][0].as<int64_t>();
-      {
-        std::lock_guard lock(mu_);
-        local_writes_ = true;
-      }
-      Wake();
-      return MakeObject(stored, rev);
+      NoteLocalWrite();
+      cache_.Put(HeadCache::KeyOf(*key), {rev, false, nullptr, value});
+      return MakeObject(std::move(stored), rev);
     }
     if (r.status().code() == Code::kConflict) {
       if (Contains(r.status().message(), "corral_objects_pkey"))
@@ -695,9 +788,10 @@ Result<Object> PostgresStore::Impl::Create(const json& object) {
 
 Result<Object> PostgresStore::Impl::Put(const json& object, bool status_only) {
   const char* op = status_only ? "update_status" : "update";
-  auto key = ValidateObject(kinds_, object, options_.max_object_bytes);
+  auto key = ValidateObject(kinds_, object, 0);  // size: checked on the stored form
   if (!key.ok()) return Record(op, key.status());
   const KindInfo* info = kinds_.Find(key->kind);
+  const std::string cache_key = HeadCache::KeyOf(*key);
   std::optional<int64_t> expected;
   const json& in_md = object["metadata"];
   if (auto rv = in_md.find("resourceVersion");
@@ -718,11 +812,26 @@ Result<Object> PostgresStore::Impl::Put(const json& object, bool status_only) {
       "Operation cannot be fulfilled on " + info->Resource() + " \"" + key->name +
       "\": the object has been modified; please apply your changes to the latest version and "
       "try again");
+  // With a resourceVersion, a cached head at that revision saves the read.
+  std::optional<Head> hint;
+  if (expected) {
+    hint = cache_.Find(cache_key);
+    if (hint && hint->revision != *expected) hint.reset();
+  }
   for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
-    auto head = ReadHead(*key);
-    if (!head.ok()) return Record(op, head.status());
-    if (!head->has_value() || (*head)->deleted) return Record(op, NotFoundStatus(*key));
-    const Head& h = **head;
+    const bool from_hint = hint.has_value();
+    Head h;
+    if (from_hint) {
+      h = std::move(*hint);
+      hint.reset();
+      h.value = ParseText(h.text.c_str());  // the cache keeps text only
+      if (!h.value) continue;
+    } else {
+      auto head = ReadHead(*key);
+      if (!head.ok()) return Record(op, head.status());
+      if (!head->has_value() || (*head)->deleted) return Record(op, NotFoundStatus(*key));
+      h = std::move(**head);
+    }
     if (expected && *expected != h.revision) return Record(op, conflict);
     const json& old = *h.value;
     const json& old_md = old["metadata"];
@@ -756,8 +865,8 @@ Result<Object> PostgresStore::Impl::Put(const json& object, bool status_only) {
       md.erase("resourceVersion");
       if (info && !info->namespaced) md.erase("namespace");
     }
-    if (next == old) return MakeObject(old, h.revision);  // no-op: no new revision
-    const std::string value = next.dump();
+    std::string value = next.dump();
+    if (value == h.text) return MakeObject(old, h.revision);  // no-op: no new revision
     if (value.size() > options_.max_object_bytes) {
       return Record(op, Status(Code::kInvalidArgument,
                                key->ToString() + " is too large: " + std::to_string(value.size()) +
@@ -766,15 +875,14 @@ Result<Object> PostgresStore::Impl::Put(const json& object, bool status_only) {
     }
     auto r = Exec("put", key->kind, key->ns, key->name, h.revision, false, value);
     if (r.ok() && !r->empty()) {
-      {
-        std::lock_guard lock(mu_);
-        local_writes_ = true;
-      }
-      Wake();
-      return MakeObject(next, (*r)[0][0].as<int64_t>());
+      const int64_t rev = (*r)[0][0].as<int64_t>();
+      NoteLocalWrite();
+      cache_.Put(cache_key, {rev, false, nullptr, std::move(value)});
+      return MakeObject(std::move(next), rev);
     }
     if (!r.ok() && r.status().code() != Code::kConflict) return Record(op, r.status());
     if (!r.ok() && Contains(r.status().message(), "corral_objects_pkey")) continue;
+    if (from_hint) continue;  // the cached head was stale: read the real one
     // Lost the race: with a caller's resourceVersion that is a Conflict; an
     // unconditional update re-reads and tries again.
     if (expected) return Record(op, conflict);
@@ -804,13 +912,10 @@ Result<Object> PostgresStore::Impl::Delete(const ObjectKey& key, const DeleteOpt
                                                ") does not match the ResourceVersion in record (" +
                                                std::to_string(h.revision) + ")"));
     }
-    auto r = Exec("put", key.kind, key.ns, key.name, h.revision, true, h.value->dump());
+    auto r = Exec("put", key.kind, key.ns, key.name, h.revision, true, h.text);
     if (r.ok() && !r->empty()) {
-      {
-        std::lock_guard lock(mu_);
-        local_writes_ = true;
-      }
-      Wake();
+      NoteLocalWrite();
+      cache_.Invalidate(HeadCache::KeyOf(key), std::numeric_limits<int64_t>::max());
       return MakeObject(*h.value, (*r)[0][0].as<int64_t>());
     }
     if (!r.ok() && r.status().code() != Code::kConflict) return Record("delete", r.status());
@@ -828,7 +933,7 @@ Result<Object> PostgresStore::Impl::Get(const ObjectKey& key) {
   auto head = ReadHead(key);
   if (!head.ok()) return Record("get", head.status());
   if (!head->has_value() || (*head)->deleted) return Record("get", NotFoundStatus(key));
-  return MakeObject(*(*head)->value, (*head)->revision);
+  return MakeObject(*(*head)->value, (*head)->revision);  // copy: the cache shares the parsed value
 }
 
 Result<int64_t> PostgresStore::Impl::CurrentRevision() {
@@ -969,8 +1074,7 @@ Result<std::vector<RawEventPtr>> PostgresStore::Impl::ReadRange(int64_t from, in
     e->name = row[4].c_str();
     e->created = row[5].as<bool>();
     e->deleted = row[6].as<bool>();
-    e->value = ParseStored(row[7]);
-    e->prev = ParseStored(row[8]);
+    e->SetText(row[7], row[8]);
     out.push_back(std::move(e));
   }
   if (compacted > from) {
@@ -1009,8 +1113,7 @@ bool PostgresStore::Impl::PollOnce() {
     e->name = row[4].c_str();
     e->created = row[5].as<bool>();
     e->deleted = row[6].as<bool>();
-    e->value = ParseStored(row[7]);
-    e->prev = ParseStored(row[8]);
+    e->SetText(row[7], row[8]);
     events.push_back(std::move(e));
   }
   if (compacted > from) {
@@ -1047,6 +1150,9 @@ bool PostgresStore::Impl::PollOnce() {
 }
 
 void PostgresStore::Impl::Dispatch(const std::vector<RawEventPtr>& events, int64_t new_settled) {
+  for (const auto& e : events) {
+    cache_.Invalidate(HeadCache::KeyOf({e->kind, e->ns, e->name}), e->revision);
+  }
   std::lock_guard lock(mu_);
   for (const auto& e : events) {
     ring_.push_back(e);
@@ -1144,8 +1250,12 @@ void PostgresStore::Impl::Unregister(const std::shared_ptr<WatchState>& w) {
 }
 
 void PostgresStore::Impl::PollLoop() {
+  // Polls are at least min_poll_gap apart, so a burst of writes is read in a
+  // few batches rather than one query per write; NOTIFYs at most every
+  // notify_interval for the same reason.
+  Steady::time_point last_poll{}, last_notify{};
+  bool notify_pending = false;
   while (true) {
-    bool notify = false;
     {
       std::unique_lock lock(mu_);
       if (stopping_) return;
@@ -1153,12 +1263,14 @@ void PostgresStore::Impl::PollLoop() {
         poll_cv_.wait_for(lock, options_.poll_interval, [&] { return wake_ || stopping_; });
       if (stopping_) return;
       wake_ = false;
-      notify = local_writes_;
-      local_writes_ = false;
+      wake_requested_.store(false);
+      notify_pending = local_writes_.exchange(false) || notify_pending;
     }
+    const auto since = Steady::now() - last_poll;
+    if (since < options_.min_poll_gap) std::this_thread::sleep_for(options_.min_poll_gap - since);
+    last_poll = Steady::now();
     bool more = PollOnce();
-    int rounds = 0;
-    while (more && ++rounds < 100) {
+    for (int rounds = 0; more && rounds < 100; ++rounds) {
       {
         std::lock_guard lock(mu_);
         if (stopping_) return;
@@ -1168,13 +1280,20 @@ void PostgresStore::Impl::PollLoop() {
     }
     if (gap_since_) {
       // Re-check the hole soon rather than after a full poll interval.
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      Wake();
+      std::lock_guard lock(mu_);
+      wake_ = true;
     }
-    if (notify) {
-      // Tell other processes' pollers; their own polling covers a lost NOTIFY.
-      auto r = Exec("notify", std::to_string(settled_.load()));
-      if (!r.ok()) spdlog::debug("store notify failed: {}", r.status().ToString());
+    if (notify_pending) {
+      if (Steady::now() - last_notify >= options_.notify_interval) {
+        // Tell other processes' pollers; their own polling covers a lost NOTIFY.
+        auto r = Exec("notify", std::to_string(settled_.load()));
+        if (!r.ok()) spdlog::debug("store notify failed: {}", r.status().ToString());
+        last_notify = Steady::now();
+        notify_pending = false;
+      } else {
+        std::lock_guard lock(mu_);
+        wake_ = true;  // come back for it after the gap
+      }
     }
   }
 }

@@ -48,7 +48,10 @@ struct CompactionOptions {
 struct PostgresStoreOptions {
   PoolOptions pool;
   size_t max_object_bytes = kDefaultMaxObjectBytes;
-  std::chrono::milliseconds poll_interval{500};
+  std::chrono::milliseconds poll_interval{500};   // idle polling (NOTIFY and local writes wake it)
+  std::chrono::milliseconds min_poll_gap{2};      // batches bursts of writes
+  std::chrono::milliseconds notify_interval{10};  // at most one NOTIFY per interval
+  size_t head_cache_capacity = 10'000;            // recently used heads (CAS update hint)
   std::chrono::milliseconds gap_timeout{250};
   int64_t poll_batch = 1000;
   size_t event_ring_capacity = 10'000;     // recent events kept for new watchers

@@ -130,6 +130,37 @@ TEST_F(StoreTest, ErrorsCarryActionableCodes) {
   EXPECT_EQ(st().Create(with_rv).status().code(), Code::kInvalidArgument);
 }
 
+// Two servers on one database: each caches the heads it wrote, and a cached
+// head that another server superseded must never let a stale update through.
+TEST_F(StoreTest, CasHoldsAcrossServersWithCachedHeads) {
+  auto other = testing::StartStore(
+      [](PostgresStoreOptions& o) { o.poll_interval = std::chrono::seconds(30); });
+  ASSERT_NE(other, nullptr);
+  auto mine = st().Create(MakeObject("Model", ns_, "shared", {{"v", 0}}));
+  ASSERT_TRUE(mine.ok());
+  auto theirs = other->store->Get({"Model", ns_, "shared"});
+  ASSERT_TRUE(theirs.ok());
+  json t = theirs->body;
+  t["spec"]["v"] = 1;
+  auto t2 = other->store->Update(t);
+  ASSERT_TRUE(t2.ok());
+  // Our cache still holds the create's head at the revision we pass: stale.
+  json m = mine->body;
+  m["spec"]["v"] = 2;
+  auto stale = st().Update(m);
+  ASSERT_EQ(stale.status().code(), Code::kConflict) << stale.status().ToString();
+  // With the other server's revision it goes through.
+  json fresh = t2->body;
+  fresh["spec"]["v"] = 3;
+  auto ok = st().Update(fresh);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(other->store->Get({"Model", ns_, "shared"})->body["spec"]["v"], 3);
+  // And the other server's cached head (v=1) is stale for it now.
+  json t3 = t2->body;
+  t3["spec"]["v"] = 4;
+  EXPECT_EQ(other->store->Update(t3).status().code(), Code::kConflict);
+}
+
 TEST_F(StoreTest, NoOpUpdateWritesNothing) {
   auto a = st().Create(MakeObject("Model", ns_, "same", {{"engine", "sim"}}));
   ASSERT_TRUE(a.ok());
