@@ -13,16 +13,27 @@ using Steady = std::chrono::steady_clock;
 
 namespace {
 
+constexpr const char* kPingStatement = "corral_pool_ping";
+
 // Appends libpq parameters to either a key=value DSN or a postgres:// URL.
+//
+// plan_cache_mode: every statement the store prepares is a short index lookup
+// or single-row insert, for which the generic plan is as good as a custom one;
+// re-planning on each execution (PostgreSQL's default for the first runs, and
+// whenever a custom plan looks cheaper) cost more than running the statement.
 std::string WithParams(const std::string& dsn, const std::string& app, int connect_timeout_s) {
   const bool url = dsn.rfind("postgres://", 0) == 0 || dsn.rfind("postgresql://", 0) == 0;
   if (url) {
     const char sep = dsn.find('?') == std::string::npos ? '?' : '&';
-    return dsn + sep + "application_name=" + app +
-           "&connect_timeout=" + std::to_string(connect_timeout_s);
+    std::string encoded_app;
+    for (char c : app) encoded_app += (c == '/') ? std::string("%2F") : std::string(1, c);
+    return dsn + sep + "application_name=" + encoded_app +
+           "&connect_timeout=" + std::to_string(connect_timeout_s) +
+           "&options=-c%20plan_cache_mode%3Dforce_generic_plan";
   }
   return dsn + " application_name='" + app +
-         "' connect_timeout=" + std::to_string(connect_timeout_s);
+         "' connect_timeout=" + std::to_string(connect_timeout_s) +
+         " options='-c plan_cache_mode=force_generic_plan'";
 }
 
 }  // namespace
@@ -95,14 +106,7 @@ Result<std::unique_ptr<pqxx::connection>> ConnectionPool::Open(const std::string
   try {
     auto conn = std::make_unique<pqxx::connection>(
         WithParams(options_.dsn, app_name, static_cast<int>(options_.connect_timeout.count())));
-    {
-      // Every statement is a short index lookup or insert, for which the generic
-      // plan is as good as a custom one; re-planning on each execution (the
-      // default for the first executions, and whenever the custom plan looks
-      // cheaper) costs more than running the statement.
-      pqxx::nontransaction tx(*conn);
-      tx.exec("SET plan_cache_mode = force_generic_plan");
-    }
+    conn->prepare(kPingStatement, "SELECT 1");
     for (const auto& [name, sql] : statements_) conn->prepare(name, sql);
     opened_total_.Increment();
     return conn;
@@ -156,7 +160,7 @@ bool ConnectionPool::Healthy(pqxx::connection& conn, Steady::time_point idle_sin
   if (readable || Steady::now() - idle_since >= options_.health_check_idle) {
     try {
       pqxx::nontransaction tx(conn);
-      tx.exec("SELECT 1");
+      tx.exec_prepared(kPingStatement);
     } catch (const std::exception&) {
       return false;
     }

@@ -131,6 +131,26 @@ TEST(StoreConcurrencyTest, ConcurrentStartsMigrateOnce) {
   EXPECT_TRUE(again->store->Create(MakeObject("Model", "default", "m")).ok());
 }
 
+TEST(StoreConcurrencyTest, PoolTakesKeyValueAndUrlDsnsWithItsSessionSettings) {
+  const std::string db = testing::Dsn().substr(testing::Dsn().rfind("dbname='") + 8);
+  const std::string url = "postgresql:///" + db.substr(0, db.size() - 1) +
+                          "?host=" + testing::ClusterDir() + "&user=corral";
+  for (const std::string& dsn : {testing::Dsn(), url}) {
+    prometheus::Registry registry;
+    PoolOptions o;
+    o.dsn = dsn;
+    o.application_name = "corral-dsn-test/x";
+    ConnectionPool pool(o, {}, registry);
+    auto c = pool.Acquire();
+    ASSERT_TRUE(c.ok()) << dsn << ": " << c.status().ToString();
+    pqxx::nontransaction tx(c->get());
+    EXPECT_EQ(std::string(tx.exec("SHOW plan_cache_mode")[0][0].c_str()), "force_generic_plan")
+        << dsn;
+    EXPECT_EQ(std::string(tx.exec("SHOW application_name")[0][0].c_str()), "corral-dsn-test/x")
+        << dsn;
+  }
+}
+
 TEST(StoreConcurrencyTest, UnreachableDatabaseIsUnavailable) {
   prometheus::Registry registry;
   common::RealClock clock;
