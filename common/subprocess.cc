@@ -58,6 +58,14 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
     dup2(pipefd[1], STDERR_FILENO);
     const int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, STDIN_FILENO);
+    // Nothing of the parent's leaks into the child (or into a daemon it leaves
+    // running, such as the postmaster): no other descriptors, the default
+    // signal mask and dispositions.
+    close_range(3, ~0U, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGPIPE, SIG_DFL);
     setsid();  // own process group: a timeout kills the whole tree
     if (options.run_as) {
       if (setgroups(0, nullptr) != 0 || setgid(options.run_as->gid) != 0 ||

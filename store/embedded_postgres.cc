@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <fstream>
 #include <pqxx/pqxx>
 #include <sstream>
@@ -27,14 +28,18 @@ std::string ReadFile(const fs::path& p) {
 }
 
 // Does `pid` run a postgres whose working directory is `pgdata`? (The
-// postmaster chdirs into its data directory.)
+// postmaster chdirs into its data directory.) When its working directory cannot
+// be read (another user's process without CAP_SYS_PTRACE, as in many
+// containers), a live postgres process is taken to be ours: removing the lock
+// files of a running server would cut it off from its clients.
 bool IsOurPostmaster(pid_t pid, const fs::path& pgdata) {
-  if (pid <= 0 || kill(pid, 0) != 0) return false;
+  if (pid <= 0) return false;
+  if (kill(pid, 0) != 0 && errno != EPERM) return false;  // EPERM: alive, another user's
   const std::string cmdline = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
   if (cmdline.find("postgres") == std::string::npos) return false;
   std::error_code ec;
   const fs::path cwd = fs::read_symlink("/proc/" + std::to_string(pid) + "/cwd", ec);
-  if (ec) return false;
+  if (ec) return true;
   return fs::equivalent(cwd, pgdata, ec);
 }
 

@@ -56,46 +56,46 @@ ConnectionPool::ConnectionPool(PoolOptions options,
                         .Name("corral_store_pool_connections")
                         .Help("Connections in the store's pool by state.")
                         .Register(registry)
-                        .Add({{"state", "in_use"}})),
+                        .Add({{"pool", options_.name}, {"state", "in_use"}})),
       idle_gauge_(prometheus::BuildGauge()
                       .Name("corral_store_pool_connections")
                       .Help("Connections in the store's pool by state.")
                       .Register(registry)
-                      .Add({{"state", "idle"}})),
+                      .Add({{"pool", options_.name}, {"state", "idle"}})),
       waiters_gauge_(prometheus::BuildGauge()
                          .Name("corral_store_pool_waiters")
                          .Help("Callers waiting for a pooled connection.")
                          .Register(registry)
-                         .Add({})),
-      acquire_seconds_(
-          prometheus::BuildHistogram()
-              .Name("corral_store_pool_acquire_duration_seconds")
-              .Help("Time to obtain a pooled connection.")
-              .Register(registry)
-              .Add({}, prometheus::Histogram::BucketBoundaries{0.00005, 0.0001, 0.00025, 0.0005,
-                                                               0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                               0.05, 0.1, 0.25, 0.5, 1, 2.5, 5})),
+                         .Add({{"pool", options_.name}})),
+      acquire_seconds_(prometheus::BuildHistogram()
+                           .Name("corral_store_pool_acquire_duration_seconds")
+                           .Help("Time to obtain a pooled connection.")
+                           .Register(registry)
+                           .Add({{"pool", options_.name}},
+                                prometheus::Histogram::BucketBoundaries{
+                                    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                    0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5})),
       opened_total_(prometheus::BuildCounter()
                         .Name("corral_store_pool_connections_opened_total")
                         .Help("Connections opened to PostgreSQL.")
                         .Register(registry)
-                        .Add({})),
+                        .Add({{"pool", options_.name}})),
       open_failures_total_(prometheus::BuildCounter()
                                .Name("corral_store_pool_connect_failures_total")
                                .Help("Failed attempts to open a connection to PostgreSQL.")
                                .Register(registry)
-                               .Add({})),
+                               .Add({{"pool", options_.name}})),
       closed_broken_total_(prometheus::BuildCounter()
                                .Name("corral_store_pool_connections_discarded_total")
                                .Help("Connections closed because they were broken or failed a "
                                      "health check.")
                                .Register(registry)
-                               .Add({})),
+                               .Add({{"pool", options_.name}})),
       acquire_timeouts_total_(prometheus::BuildCounter()
                                   .Name("corral_store_pool_acquire_failures_total")
                                   .Help("Acquire calls that gave up (timeout or too many waiters).")
                                   .Register(registry)
-                                  .Add({})) {}
+                                  .Add({{"pool", options_.name}})) {}
 
 ConnectionPool::~ConnectionPool() {
   std::lock_guard lock(mu_);

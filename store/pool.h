@@ -32,6 +32,7 @@ namespace corral::store {
 
 struct PoolOptions {
   std::string dsn;
+  std::string name = "requests";  // the `pool` label on this pool's metrics
   std::string application_name = "corral";
   int min_size = 2;
   int max_size = 16;

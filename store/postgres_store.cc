@@ -35,25 +35,42 @@ const std::vector<std::pair<std::string, std::string>>& Statements() {
       {"get_head",
        "SELECT id, deleted, value FROM corral_objects "
        "WHERE kind = $1 AND namespace = $2 AND name = $3 ORDER BY id DESC LIMIT 1"},
-      // Inserts only when the key is absent or its newest row is a tombstone. A
-      // concurrent create of the same key trips the (key, prev_revision) index.
+      // Inserts only when the key is absent or its newest row is a tombstone.
+      // Every create takes the slot (key, prev_revision = 0), which a delete
+      // frees (below): two concurrent creates of one key collide on the unique
+      // index whatever history each of them saw, even while compaction removes
+      // the key's old rows.
       {"create",
        "INSERT INTO corral_objects (kind, namespace, name, created, deleted, prev_revision, value) "
-       "SELECT $1, $2, $3, true, false, COALESCE(h.id, 0), $4 "
-       "FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
-       "  SELECT id, deleted FROM corral_objects "
-       "  WHERE kind = $1 AND namespace = $2 AND name = $3 ORDER BY id DESC LIMIT 1) AS h ON true "
-       "WHERE h.id IS NULL OR h.deleted "
+       "SELECT $1, $2, $3, true, false, 0, $4 "
+       "WHERE NOT EXISTS (SELECT 1 FROM ("
+       "  SELECT deleted FROM corral_objects WHERE kind = $1 AND namespace = $2 AND name = $3 "
+       "  ORDER BY id DESC LIMIT 1) AS h WHERE NOT h.deleted) "
        "RETURNING id"},
       // Compare-and-swap: inserts only when $4 is still the newest revision of
       // the key (no row when stale); two racers with the same $4 collide on the
       // unique (key, prev_revision) index, so exactly one wins.
       {"put",
        "INSERT INTO corral_objects (kind, namespace, name, created, deleted, prev_revision, value) "
-       "SELECT $1, $2, $3, false, $5, $4, $6 "
+       "SELECT $1, $2, $3, false, false, $4, $5 "
        "WHERE (SELECT id FROM corral_objects WHERE kind = $1 AND namespace = $2 AND name = $3 "
        "       ORDER BY id DESC LIMIT 1) = $4 "
        "RETURNING id"},
+      // The tombstone, as a CAS like put; in the same statement the key's create
+      // row gives up the (key, 0) slot so the name can be created again.
+      {"delete",
+       "WITH ins AS ("
+       "  INSERT INTO corral_objects (kind, namespace, name, created, deleted, prev_revision, "
+       "value) "
+       "  SELECT $1, $2, $3, false, true, $4, $5 "
+       "  WHERE (SELECT id FROM corral_objects WHERE kind = $1 AND namespace = $2 AND name = $3 "
+       "         ORDER BY id DESC LIMIT 1) = $4 "
+       "  RETURNING id), "
+       "unslot AS ("
+       "  UPDATE corral_objects SET prev_revision = -id "
+       "  WHERE kind = $1 AND namespace = $2 AND name = $3 AND prev_revision = 0 "
+       "  AND EXISTS (SELECT 1 FROM ins)) "
+       "SELECT id FROM ins"},
       // Rows after $1 up to $2 in id order, with the previous state of each key
       // and the compacted revision, all from one snapshot.
       {"poll",
@@ -86,11 +103,14 @@ const std::vector<std::pair<std::string, std::string>>& Statements() {
        "WHERE NOT deleted ORDER BY namespace, name LIMIT $5"},
       {"notify", "SELECT pg_notify('corral_changes', $1)"},
       {"compaction_lock", "SELECT pg_try_advisory_xact_lock($1)"},
-      // Rows in ($1, $2] that a later row at or below $2 supersedes, and tombstones.
-      {"compact_batch",
-       "DELETE FROM corral_objects AS o WHERE o.id > $1 AND o.id <= $2 AND (o.deleted OR EXISTS ("
-       "  SELECT 1 FROM corral_objects AS n WHERE n.kind = o.kind AND n.namespace = o.namespace "
-       "  AND n.name = o.name AND n.prev_revision = o.id AND n.id <= $2))"},
+      // Compaction of ($1, $2]: the rows that a row in the range supersedes
+      // (whatever their own id: batches before this one could not see their
+      // successor yet), and the tombstones (and gap fillers) in the range.
+      {"compact_superseded",
+       "DELETE FROM corral_objects WHERE id IN ("
+       "  SELECT prev_revision FROM corral_objects WHERE id > $1 AND id <= $2 AND prev_revision > "
+       "0)"},
+      {"compact_tombstones", "DELETE FROM corral_objects WHERE id > $1 AND id <= $2 AND deleted"},
       {"compact_set", "UPDATE corral_meta SET compact_revision = $1 WHERE compact_revision < $1"},
       {"ping", "SELECT 1"},
   };
@@ -157,6 +177,14 @@ class RawEvent {
 };
 using RawEventPtr = std::shared_ptr<const RawEvent>;
 
+PoolOptions BackgroundPoolOptions(PoolOptions o) {
+  o.name = "background";
+  o.application_name += "/background";
+  o.min_size = 1;
+  o.max_size = 2;
+  return o;
+}
+
 Object MakeObject(json value, int64_t revision) {
   Object o{std::move(value), revision};
   o.body["metadata"]["resourceVersion"] = std::to_string(revision);
@@ -172,7 +200,7 @@ bool Contains(const std::string& haystack, const char* needle) {
 // ---------------------------------------------------------------------------
 // Impl
 
-class PostgresStore::Impl {
+class PostgresStore::Impl : public std::enable_shared_from_this<PostgresStore::Impl> {
  public:
   struct WatchState;
 
@@ -187,7 +215,11 @@ class PostgresStore::Impl {
   // failures: Unavailable (database gone; the connection is discarded),
   // Conflict with message "unique:<constraint>" for unique violations.
   template <typename... Args>
-  Result<pqxx::result> Exec(const char* stmt, Args&&... args);
+  Result<pqxx::result> ExecOn(ConnectionPool& pool, const char* stmt, Args&&... args);
+  template <typename... Args>
+  Result<pqxx::result> Exec(const char* stmt, Args&&... args) {
+    return ExecOn(*pool_, stmt, std::forward<Args>(args)...);
+  }
 
   Result<Object> Create(const json& object);
   Result<Object> Put(const json& object, bool status_only);
@@ -281,6 +313,9 @@ class PostgresStore::Impl {
   const KindRegistry& kinds_;
   common::Clock& clock_;
   std::unique_ptr<ConnectionPool> pool_;
+  // The watch poller and compaction use their own small pool, so a flood of
+  // requests can neither starve watches nor be slowed by background work.
+  std::unique_ptr<ConnectionPool> bg_pool_;
 
   // Poller state.
   std::mutex mu_;
@@ -295,6 +330,7 @@ class PostgresStore::Impl {
   int64_t ring_base_ = 0;  // guarded by mu_; ring_ holds every event in (ring_base_, settled_]
   std::vector<std::shared_ptr<WatchState>> watchers_;  // guarded by mu_
   std::optional<Steady::time_point> gap_since_;        // poller thread only
+  int64_t gap_start_ = 0;                              // poller thread only: first id of that gap
   std::atomic<int64_t> settled_{0};
   std::atomic<int64_t> compacted_{0};
   std::atomic<bool> running_{false};
@@ -303,6 +339,7 @@ class PostgresStore::Impl {
   std::thread poller_;
   std::thread listener_;
   std::thread compactor_;
+  std::mutex lifecycle_mu_;  // serializes Start and Stop
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;  // wakes listener/compactor sleeps
 
@@ -358,9 +395,9 @@ namespace {
 class PgWatcher final : public Watcher {
  public:
   using State = PostgresStore::Impl::WatchState;
-  PgWatcher(PostgresStore::Impl* impl, std::shared_ptr<State> state, int64_t catchup_from,
-            int64_t catchup_until)
-      : impl_(impl),
+  PgWatcher(std::weak_ptr<PostgresStore::Impl> impl, std::shared_ptr<State> state,
+            int64_t catchup_from, int64_t catchup_until)
+      : impl_(std::move(impl)),
         state_(std::move(state)),
         last_(state_->options.start_revision),
         cursor_(catchup_from),
@@ -368,7 +405,7 @@ class PgWatcher final : public Watcher {
         last_sent_(Steady::now()) {}
   ~PgWatcher() override {
     Stop();
-    impl_->Unregister(state_);
+    if (auto impl = impl_.lock()) impl->Unregister(state_);
   }
 
   std::optional<WatchEvent> Next(std::chrono::milliseconds timeout) override;
@@ -391,7 +428,8 @@ class PgWatcher final : public Watcher {
     return ev;
   }
 
-  PostgresStore::Impl* impl_;
+  // A watcher may outlive its store; it then just ends.
+  std::weak_ptr<PostgresStore::Impl> impl_;
   std::shared_ptr<State> state_;
   int64_t last_;    // last revision delivered
   int64_t cursor_;  // catch-up from the log: (cursor_, until_]
@@ -443,9 +481,11 @@ std::optional<WatchEvent> PgWatcher::Convert(const RawEvent& e) const {
 
 std::optional<WatchEvent> PgWatcher::Next(std::chrono::milliseconds timeout) {
   if (finished_) return std::nullopt;
+  const auto impl = impl_.lock();
+  if (!impl) return std::nullopt;
   const auto deadline = Steady::now() + timeout;
   const auto& opts = state_->options;
-  const auto bookmark_every = impl_->options().bookmark_interval;
+  const auto bookmark_every = impl->options().bookmark_interval;
   while (true) {
     // 1. Catch up from the log for a start older than the poller's ring.
     while (catchup_.empty() && cursor_ < until_) {
@@ -453,7 +493,8 @@ std::optional<WatchEvent> PgWatcher::Next(std::chrono::milliseconds timeout) {
         std::lock_guard lock(state_->mu);
         if (state_->stopped) return std::nullopt;
       }
-      auto page = impl_->ReadRange(cursor_, until_, impl_->options().poll_batch);
+      if (Steady::now() >= deadline) return std::nullopt;
+      auto page = impl->ReadRange(cursor_, until_, impl->options().poll_batch);
       if (!page.ok()) return Finish(page.status());
       if (page->empty()) {
         cursor_ = until_;
@@ -495,7 +536,7 @@ std::optional<WatchEvent> PgWatcher::Next(std::chrono::milliseconds timeout) {
         if (opts.progress_notify && cursor_ >= until_ && now >= last_sent_ + bookmark_every) {
           // Everything up to settled() has been queued for us (the poller
           // publishes settled_ after dispatching), and the queue is empty.
-          last_ = std::max(last_, impl_->settled());
+          last_ = std::max(last_, impl->settled());
           last_sent_ = now;
           WatchEvent ev;
           ev.type = WatchEvent::Type::kBookmark;
@@ -526,6 +567,8 @@ PostgresStore::Impl::Impl(PostgresStoreOptions options, const KindRegistry& kind
       kinds_(kinds),
       clock_(clock),
       pool_(std::make_unique<ConnectionPool>(options_.pool, Statements(), registry)),
+      bg_pool_(std::make_unique<ConnectionPool>(BackgroundPoolOptions(options_.pool), Statements(),
+                                                registry)),
       cache_(options_.head_cache_capacity),
       statement_seconds_(prometheus::BuildHistogram()
                              .Name("corral_store_statement_duration_seconds")
@@ -591,8 +634,9 @@ PostgresStore::Impl::Impl(PostgresStoreOptions options, const KindRegistry& kind
 }
 
 template <typename... Args>
-Result<pqxx::result> PostgresStore::Impl::Exec(const char* stmt, Args&&... args) {
-  auto conn = pool_->Acquire();
+Result<pqxx::result> PostgresStore::Impl::ExecOn(ConnectionPool& pool, const char* stmt,
+                                                 Args&&... args) {
+  auto conn = pool.Acquire();
   if (!conn.ok()) return conn.status();
   const auto start = Steady::now();
   prometheus::Histogram* hist = statement_hist_.at(stmt);
@@ -611,10 +655,12 @@ Result<pqxx::result> PostgresStore::Impl::Exec(const char* stmt, Args&&... args)
     observe();
     const std::string& state = e.sqlstate();
     if (state == "23505") return common::Conflict(std::string("unique:") + e.what());
-    if (state.rfind("08", 0) == 0 || state.rfind("57P", 0) == 0 || state.rfind("53", 0) == 0 ||
-        !conn->get().is_open()) {
+    if (state.rfind("08", 0) == 0 || state.rfind("57P", 0) == 0 || !conn->get().is_open()) {
       conn->MarkBroken();
       return common::Unavailable(std::string("database unavailable: ") + e.what());
+    }
+    if (state.rfind("53", 0) == 0) {  // disk full, out of memory, too many connections
+      return common::Unavailable(std::string("database out of resources: ") + e.what());
     }
     if (state == "40001" || state == "40P01") {
       return common::Unavailable(std::string("transient database conflict: ") + e.what());
@@ -646,12 +692,15 @@ Status PostgresStore::Impl::NotFoundStatus(const ObjectKey& key) const {
 }
 
 Status PostgresStore::Impl::Start() {
+  std::unique_lock lifecycle(lifecycle_mu_);
+  if (running_) return common::FailedPrecondition("store already started");
   {
     auto conn = pool_->OpenDedicated("migrate");
     if (!conn.ok()) return conn.status();
     CORRAL_RETURN_IF_ERROR(Migrate(**conn));
   }
   CORRAL_RETURN_IF_ERROR(pool_->Warm());
+  CORRAL_RETURN_IF_ERROR(bg_pool_->Warm());
   auto rev = Exec("max_revision");
   if (!rev.ok()) return rev.status();
   auto compacted = Exec("compacted_revision");
@@ -676,6 +725,7 @@ Status PostgresStore::Impl::Start() {
 }
 
 void PostgresStore::Impl::Stop() {
+  std::lock_guard lifecycle(lifecycle_mu_);  // concurrent Stop()s: one joins, the rest wait
   {
     std::lock_guard lock(mu_);
     if (!running_) return;
@@ -866,14 +916,19 @@ Result<Object> PostgresStore::Impl::Put(const json& object, bool status_only) {
       if (info && !info->namespaced) md.erase("namespace");
     }
     std::string value = next.dump();
-    if (value == h.text) return MakeObject(old, h.revision);  // no-op: no new revision
+    if (value == h.text) {
+      // A no-op writes nothing, so nothing checks it in the database: confirm
+      // on a head read from it, never on a cached one.
+      if (from_hint) continue;
+      return MakeObject(old, h.revision);
+    }
     if (value.size() > options_.max_object_bytes) {
       return Record(op, Status(Code::kInvalidArgument,
                                key->ToString() + " is too large: " + std::to_string(value.size()) +
                                    " bytes, limit " + std::to_string(options_.max_object_bytes),
                                {{"", "object too large"}}));
     }
-    auto r = Exec("put", key->kind, key->ns, key->name, h.revision, false, value);
+    auto r = Exec("put", key->kind, key->ns, key->name, h.revision, value);
     if (r.ok() && !r->empty()) {
       const int64_t rev = (*r)[0][0].as<int64_t>();
       NoteLocalWrite();
@@ -887,7 +942,8 @@ Result<Object> PostgresStore::Impl::Put(const json& object, bool status_only) {
     // unconditional update re-reads and tries again.
     if (expected) return Record(op, conflict);
   }
-  return Record(op, conflict);
+  return Record(op, common::Unavailable("update " + key->ToString() +
+                                        ": too many concurrent writes, retry later"));
 }
 
 Result<Object> PostgresStore::Impl::Delete(const ObjectKey& key, const DeleteOptions& options) {
@@ -912,7 +968,7 @@ Result<Object> PostgresStore::Impl::Delete(const ObjectKey& key, const DeleteOpt
                                                ") does not match the ResourceVersion in record (" +
                                                std::to_string(h.revision) + ")"));
     }
-    auto r = Exec("put", key.kind, key.ns, key.name, h.revision, true, h.text);
+    auto r = Exec("delete", key.kind, key.ns, key.name, h.revision, h.text);
     if (r.ok() && !r->empty()) {
       NoteLocalWrite();
       cache_.Invalidate(HeadCache::KeyOf(key), std::numeric_limits<int64_t>::max());
@@ -921,8 +977,8 @@ Result<Object> PostgresStore::Impl::Delete(const ObjectKey& key, const DeleteOpt
     if (!r.ok() && r.status().code() != Code::kConflict) return Record("delete", r.status());
     // Raced with another write: re-read (preconditions are checked again).
   }
-  return Record("delete", common::Conflict("delete " + key.ToString() +
-                                           ": too many concurrent writes, retry"));
+  return Record("delete", common::Unavailable("delete " + key.ToString() +
+                                              ": too many concurrent writes, retry later"));
 }
 
 // ---------------------------------------------------------------------------
@@ -1087,7 +1143,8 @@ Result<std::vector<RawEventPtr>> PostgresStore::Impl::ReadRange(int64_t from, in
 
 bool PostgresStore::Impl::PollOnce() {
   const int64_t from = settled_.load();
-  auto r = Exec("poll", from, std::numeric_limits<int64_t>::max(), options_.poll_batch);
+  auto r =
+      ExecOn(*bg_pool_, "poll", from, std::numeric_limits<int64_t>::max(), options_.poll_batch);
   if (!r.ok()) {
     spdlog::warn("store watch poll failed: {}", r.status().ToString());
     return false;
@@ -1131,11 +1188,15 @@ bool PostgresStore::Impl::PollOnce() {
   if (!events.empty() || next != from) Dispatch(events, next);
   if (gap) {
     const auto now = Steady::now();
-    if (!gap_since_) gap_since_ = now;
+    // The timer belongs to one hole: a new hole (the old one filled) starts it again.
+    if (!gap_since_ || gap_start_ != gap->first) {
+      gap_since_ = now;
+      gap_start_ = gap->first;
+    }
     if (now - *gap_since_ >= options_.gap_timeout) {
       // The hole has outlived any plausible in-flight insert: claim the ids so
       // they can never commit later, then read on.
-      auto f = Exec("fill_gaps", gap->first, gap->second);
+      auto f = ExecOn(*bg_pool_, "fill_gaps", gap->first, gap->second);
       if (f.ok()) {
         gaps_filled_total_.Increment(static_cast<double>(f->affected_rows()));
         spdlog::debug("store watch: filled revisions {}..{}", gap->first, gap->second);
@@ -1236,11 +1297,12 @@ Result<std::unique_ptr<Watcher>> PostgresStore::Impl::Watch(const WatchOptions& 
     for (const auto& e : ring_) {
       if (state->Wants(*e)) state->queue.push_back(e);
     }
+    state->capacity += state->queue.size();  // the hand-over is not the consumer's lag
     watchers_.push_back(state);
     watchers_gauge_.Set(static_cast<double>(watchers_.size()));
   }
   return std::unique_ptr<Watcher>(
-      std::make_unique<PgWatcher>(this, std::move(state), catchup_from, catchup_until));
+      std::make_unique<PgWatcher>(weak_from_this(), std::move(state), catchup_from, catchup_until));
 }
 
 void PostgresStore::Impl::Unregister(const std::shared_ptr<WatchState>& w) {
@@ -1269,24 +1331,32 @@ void PostgresStore::Impl::PollLoop() {
     const auto since = Steady::now() - last_poll;
     if (since < options_.min_poll_gap) std::this_thread::sleep_for(options_.min_poll_gap - since);
     last_poll = Steady::now();
-    bool more = PollOnce();
-    for (int rounds = 0; more && rounds < 100; ++rounds) {
-      {
-        std::lock_guard lock(mu_);
-        if (stopping_) return;
-      }
-      if (gap_since_) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    bool more = false;
+    try {
       more = PollOnce();
+      for (int rounds = 0; more && rounds < 100; ++rounds) {
+        {
+          std::lock_guard lock(mu_);
+          if (stopping_) return;
+        }
+        if (gap_since_) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        more = PollOnce();
+      }
+    } catch (const std::exception& e) {
+      // No exception leaves this thread; the next poll starts from the same
+      // settled revision, so nothing is skipped.
+      spdlog::error("store watch poller: {}", e.what());
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    if (gap_since_) {
-      // Re-check the hole soon rather than after a full poll interval.
+    if (gap_since_ || more) {
+      // Re-check a hole, or keep draining a backlog, without waiting a full interval.
       std::lock_guard lock(mu_);
       wake_ = true;
     }
     if (notify_pending) {
       if (Steady::now() - last_notify >= options_.notify_interval) {
         // Tell other processes' pollers; their own polling covers a lost NOTIFY.
-        auto r = Exec("notify", std::to_string(settled_.load()));
+        auto r = ExecOn(*bg_pool_, "notify", std::to_string(settled_.load()));
         if (!r.ok()) spdlog::debug("store notify failed: {}", r.status().ToString());
         last_notify = Steady::now();
         notify_pending = false;
@@ -1343,7 +1413,7 @@ Result<int64_t> PostgresStore::Impl::CompactTo(int64_t target) {
   int64_t removed = 0;
   for (int64_t lo = *current; lo < target;) {
     const int64_t hi = std::min(lo + options_.compaction.batch_size, target);
-    auto conn = pool_->Acquire();
+    auto conn = bg_pool_->Acquire();
     if (!conn.ok()) return conn.status();
     try {
       pqxx::work tx(conn->get());
@@ -1357,10 +1427,11 @@ Result<int64_t> PostgresStore::Impl::CompactTo(int64_t target) {
         tx.commit();
         continue;
       }
-      const auto del = tx.exec_prepared("compact_batch", now_at, hi);
+      const auto superseded = tx.exec_prepared("compact_superseded", now_at, hi);
+      const auto tombstones = tx.exec_prepared("compact_tombstones", now_at, hi);
       tx.exec_prepared("compact_set", hi);
       tx.commit();
-      removed += static_cast<int64_t>(del.affected_rows());
+      removed += static_cast<int64_t>(superseded.affected_rows() + tombstones.affected_rows());
       lo = hi;
     } catch (const pqxx::broken_connection& e) {
       conn->MarkBroken();
@@ -1401,7 +1472,12 @@ void PostgresStore::Impl::CompactLoop() {
     if (by_age > 0) samples.emplace_front(now - c.retain_age, by_age);  // keep the boundary
     const int64_t target = std::min(rev - c.retain_revisions, by_age);
     if (target <= compacted_.load()) continue;
-    auto removed = CompactTo(target);
+    Result<int64_t> removed = common::Internal("not run");
+    try {
+      removed = CompactTo(target);
+    } catch (const std::exception& e) {
+      removed = common::Internal(e.what());
+    }
     if (!removed.ok()) {
       spdlog::warn("store compaction to {} failed: {}", target, removed.status().ToString());
     } else {
@@ -1416,7 +1492,7 @@ void PostgresStore::Impl::CompactLoop() {
 
 PostgresStore::PostgresStore(PostgresStoreOptions options, const KindRegistry& kinds,
                              common::Clock& clock, prometheus::Registry& registry)
-    : impl_(std::make_unique<Impl>(std::move(options), kinds, clock, registry)) {}
+    : impl_(std::make_shared<Impl>(std::move(options), kinds, clock, registry)) {}
 PostgresStore::~PostgresStore() { impl_->Stop(); }
 Status PostgresStore::Start() { return impl_->Start(); }
 void PostgresStore::Stop() { impl_->Stop(); }

@@ -95,7 +95,7 @@ class PostgresStore final : public ObjectStore {
   class Impl;  // everything: pool, poller, watchers, compactor, metrics
 
  private:
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;  // shared: watchers hold weak references
 };
 
 }  // namespace corral::store

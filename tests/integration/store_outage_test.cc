@@ -82,7 +82,7 @@ TEST(StoreOutageTest, SurvivesPostgresRestartUnderLoad) {
   const std::string dedicated = testing::QueryScalar(
       testing::DsnFor("postgres"),
       "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'corral-outage-test/%'");
-  EXPECT_LE(std::stoi(dedicated), 1) << "at most the LISTEN connection";
+  EXPECT_LE(std::stoi(dedicated), 3) << "at most the LISTEN connection and the background pool (2)";
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <set>
 #include <thread>
 
@@ -16,6 +17,12 @@ using common::Code;
 using nlohmann::json;
 using ::testing::HasSubstr;
 using testing::MakeObject;
+
+std::set<std::string> Names(const ListResult& r) {
+  std::set<std::string> out;
+  for (const auto& o : r.items) out.insert(o.body["metadata"]["name"].get<std::string>());
+  return out;
+}
 
 class StoreTest : public ::testing::Test {
  protected:
@@ -161,6 +168,89 @@ TEST_F(StoreTest, CasHoldsAcrossServersWithCachedHeads) {
   EXPECT_EQ(other->store->Update(t3).status().code(), Code::kConflict);
 }
 
+TEST_F(StoreTest, NoOpUpdateFromAStaleCachedHeadIsNotASuccess) {
+  auto other = testing::StartStore(
+      [](PostgresStoreOptions& o) { o.poll_interval = std::chrono::seconds(30); });
+  ASSERT_NE(other, nullptr);
+  auto mine = st().Create(MakeObject("Model", ns_, "noop", {{"v", 0}}));
+  ASSERT_TRUE(mine.ok());
+  json t = other->store->Get({"Model", ns_, "noop"})->body;
+  t["spec"]["v"] = 1;
+  ASSERT_TRUE(other->store->Update(t).ok());
+  // Unchanged body at the old revision: the object moved on, so this is a conflict.
+  EXPECT_EQ(st().Update(mine->body).status().code(), Code::kConflict);
+  EXPECT_EQ(st().UpdateStatus(mine->body).status().code(), Code::kConflict);
+  ASSERT_TRUE(other->store->Delete({"Model", ns_, "noop"}).ok());
+  EXPECT_EQ(st().Update(mine->body).status().code(), Code::kNotFound);
+}
+
+TEST_F(StoreTest, ConcurrentCreatesOfARecreatedNameHaveOneWinner) {
+  for (int round = 0; round < 5; ++round) {
+    std::atomic<int> won{0}, exists{0}, other{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 6; ++t) {
+      threads.emplace_back([&] {
+        auto r = st().Create(MakeObject("Model", ns_, "contended", {{"round", round}}));
+        if (r.ok()) {
+          ++won;
+        } else if (r.status().code() == Code::kAlreadyExists) {
+          ++exists;
+        } else {
+          ++other;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(won.load(), 1) << "round " << round;
+    EXPECT_EQ(exists.load(), 5);
+    EXPECT_EQ(other.load(), 0);
+    ASSERT_TRUE(st().Delete({"Model", ns_, "contended"}).ok());
+    if (round == 2) {
+      ASSERT_TRUE(st().CompactTo(*st().CurrentRevision()).ok());
+    }
+  }
+}
+
+TEST_F(StoreTest, CompactionNeverResurrectsAndLeavesOneRowPerLiveKey) {
+  auto keep = st().Create(MakeObject("Model", ns_, "kept"));
+  auto doomed = st().Create(MakeObject("Model", ns_, "doomed"));
+  ASSERT_TRUE(keep.ok() && doomed.ok());
+  ASSERT_TRUE(st().CompactTo(*st().CurrentRevision()).ok());
+  // Updates and a delete after the first pass, then compaction in batches that
+  // each see only part of the history.
+  json cur = keep->body;
+  for (int i = 0; i < 5; ++i) {
+    cur["spec"]["n"] = i;
+    auto r = st().Update(cur);
+    ASSERT_TRUE(r.ok());
+    cur = r->body;
+    ASSERT_TRUE(st().Create(MakeObject("Model", ns_, "filler-" + std::to_string(i))).ok());
+  }
+  ASSERT_TRUE(st().Delete({"Model", ns_, "doomed"}).ok());
+  auto small = testing::StartStore([](PostgresStoreOptions& o) { o.compaction.batch_size = 2; });
+  ASSERT_NE(small, nullptr);
+  ASSERT_TRUE(small->store->CompactTo(*small->store->CurrentRevision()).ok());
+
+  EXPECT_EQ(st().Get({"Model", ns_, "doomed"}).status().code(), Code::kNotFound);
+  ListOptions lo;
+  lo.kind = "Model";
+  lo.ns = ns_;
+  EXPECT_EQ(Names(*st().List(lo)).count("doomed"), 0u);
+  json stale = doomed->body;
+  stale["spec"]["x"] = 1;
+  EXPECT_EQ(st().Update(stale).status().code(), Code::kNotFound);
+  auto rows = [&](const std::string& name) {
+    return std::stoll(testing::QueryScalar(
+        testing::Dsn(), "SELECT count(*) FROM corral_objects WHERE namespace = '" + ns_ +
+                            "' AND name = '" + name + "'"));
+  };
+  EXPECT_EQ(rows("doomed"), 0);
+  EXPECT_EQ(rows("kept"), 1);
+  EXPECT_EQ(st().Get({"Model", ns_, "kept"})->body["spec"]["n"], 4);
+  // The name can be used again.
+  EXPECT_TRUE(st().Create(MakeObject("Model", ns_, "doomed")).ok());
+}
+
 TEST_F(StoreTest, NoOpUpdateWritesNothing) {
   auto a = st().Create(MakeObject("Model", ns_, "same", {{"engine", "sim"}}));
   ASSERT_TRUE(a.ok());
@@ -242,12 +332,6 @@ TEST_F(StoreTest, ClusterScopedKinds) {
   lo.kind = "Node";
   lo.ns = "default";
   EXPECT_EQ(st().List(lo).status().code(), Code::kInvalidArgument);
-}
-
-std::set<std::string> Names(const ListResult& r) {
-  std::set<std::string> out;
-  for (const auto& o : r.items) out.insert(o.body["metadata"]["name"].get<std::string>());
-  return out;
 }
 
 TEST_F(StoreTest, ListFiltersByNamespaceLabelsAndFields) {
