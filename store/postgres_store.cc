@@ -650,7 +650,12 @@ Result<pqxx::result> PostgresStore::Impl::ExecOn(ConnectionPool& pool, const cha
     return r;
   } catch (const pqxx::broken_connection& e) {
     conn->MarkBroken();
-    return common::Unavailable(std::string("database unavailable: ") + e.what());
+    // The connection died with the statement in flight: a write may have
+    // committed just before. Say so; the caller re-reads before retrying.
+    const std::string_view name(stmt);
+    const bool write = name == "create" || name == "put" || name == "delete";
+    return common::Unavailable(std::string("database unavailable: ") + e.what() +
+                               (write ? " (the write may have been applied)" : ""));
   } catch (const pqxx::sql_error& e) {
     observe();
     const std::string& state = e.sqlstate();
