@@ -178,6 +178,9 @@ int main(int argc, char** argv) {
   app.add_option("--clients", client_counts, "Client counts")->delimiter(',');
   app.add_option("--database-url", database_url, "Use this PostgreSQL instead of a private one");
   int min_poll_gap_ms = 2;
+  int pool_max = 0;
+  app.add_option("--pool-max", pool_max,
+                 "Store connections (default: one per client, as pgbench has)");
   app.add_option("--min-poll-gap-ms", min_poll_gap_ms, "Store watch poller batching")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -210,8 +213,8 @@ int main(int argc, char** argv) {
   const auto kinds = store::KindRegistry::Default();
   store::PostgresStoreOptions so;
   so.pool.dsn = dsn;
-  so.pool.min_size = max_clients;
-  so.pool.max_size = max_clients;
+  so.pool.min_size = pool_max > 0 ? pool_max : max_clients;
+  so.pool.max_size = pool_max > 0 ? pool_max : max_clients;
   so.compaction.enabled = false;
   so.min_poll_gap = std::chrono::milliseconds(min_poll_gap_ms);
   store::PostgresStore st(so, kinds, clock, registry);
