@@ -7,8 +7,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <fstream>
 #include <pqxx/pqxx>
+#include <sstream>
 
 #include "common/subprocess.h"
 
@@ -165,6 +168,65 @@ TEST_F(EmbeddedPostgresTest, CorralServerStartsAndStopsItsClusterCleanly) {
   waitpid(pid, &status, 0);
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_FALSE(fs::exists(data / "pg" / "postmaster.pid")) << "cluster left running";
+}
+
+// kill -9 of `corral server` leaves its postmaster running (and its lock files
+// behind); the next `corral server` on the same directory must come up, with
+// the data, and stop the cluster cleanly when asked.
+TEST_F(EmbeddedPostgresTest, CorralServerRecoversFromKillNine) {
+  const fs::path data = dir_ / "crash";
+  int run = 0;
+  fs::path log;
+  auto start_server = [&] {
+    log = dir_ / ("server-" + std::to_string(++run) + ".log");
+    const pid_t pid = fork();
+    if (pid == 0) {
+      const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) dup2(fd, STDERR_FILENO);
+      execl(CORRAL_BIN, CORRAL_BIN, "server", "--data-dir", data.c_str(), "--listen", "127.0.0.1:0",
+            "--log-level", "info", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    return pid;
+  };
+  // Ready: this server logged that it serves (cluster up, schema migrated,
+  // signals handled).
+  auto wait_ready = [&](pid_t pid) {
+    for (int i = 0; i < 300; ++i) {
+      int status = 0;
+      if (waitpid(pid, &status, WNOHANG) == pid) return false;  // it exited
+      std::ifstream in(log);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      if (ss.str().find("corral server ready") != std::string::npos) return true;
+      usleep(100'000);
+    }
+    return false;
+  };
+  const pid_t first = start_server();
+  ASSERT_TRUE(wait_ready(first));
+  {
+    pqxx::connection c("host=" + data.string() + " user=corral dbname=corral");
+    pqxx::work tx(c);
+    tx.exec0("CREATE TABLE survivor (v int); INSERT INTO survivor VALUES (7)");
+    tx.commit();
+  }
+  kill(first, SIGKILL);
+  waitpid(first, nullptr, 0);
+  ASSERT_TRUE(fs::exists(data / "pg" / "postmaster.pid")) << "the postmaster outlives a kill -9";
+
+  const pid_t second = start_server();
+  ASSERT_TRUE(wait_ready(second)) << "corral server did not come back after kill -9";
+  {
+    pqxx::connection c("host=" + data.string() + " user=corral dbname=corral");
+    pqxx::nontransaction tx(c);
+    EXPECT_EQ(tx.exec("SELECT v FROM survivor")[0][0].as<int>(), 7);
+  }
+  kill(second, SIGTERM);
+  int status = 0;
+  waitpid(second, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   EXPECT_FALSE(fs::exists(data / "pg" / "postmaster.pid")) << "cluster left running";
 }
 
