@@ -5,12 +5,16 @@
 //       read-modify-write increments of spec.counter on Model default/N.
 //   store_load write --dsn D --prefix P --count C
 //       creates C Models named P-0..P-(C-1) in namespace "load".
+//   store_load churn --dsn D --prefix P --count C --keys K --seed S
+//       C random creates, updates and deletes of Models P-0..P-(K-1) in
+//       namespace "churn" (errors such as AlreadyExists are part of the mix).
 #include <prometheus/registry.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdio>
 #include <iostream>
+#include <random>
 #include <thread>
 
 #include "common/clock.h"
@@ -31,6 +35,13 @@ int main(int argc, char** argv) {
   CLI::App* write = app.add_subcommand("write");
   write->add_option("--prefix", prefix);
   write->add_option("--count", count);
+  int keys = 20;
+  unsigned seed = 1;
+  CLI::App* churn = app.add_subcommand("churn");
+  churn->add_option("--prefix", prefix);
+  churn->add_option("--count", count);
+  churn->add_option("--keys", keys);
+  churn->add_option("--seed", seed);
   app.require_subcommand(1);
   CLI11_PARSE(app, argc, argv);
   (void)common::SetupLogging("warn");
@@ -48,6 +59,48 @@ int main(int argc, char** argv) {
   if (auto s = st.Start(); !s.ok()) {
     std::cerr << "start: " << s.ToString() << "\n";
     return 1;
+  }
+
+  if (churn->parsed()) {
+    std::mt19937 rng(seed);
+    int64_t writes = 0, other = 0;
+    for (int i = 0; i < count; ++i) {
+      const std::string name = prefix + "-" + std::to_string(rng() % keys);
+      const store::ObjectKey key{"Model", "churn", name};
+      common::Status s;
+      switch (rng() % 3) {
+        case 0: {
+          nlohmann::json obj = {{"apiVersion", "corral.dev/v1alpha1"},
+                                {"kind", "Model"},
+                                {"metadata", {{"name", name}, {"namespace", "churn"}}},
+                                {"spec", {{"i", i}}}};
+          s = st.Create(obj).status();
+          break;
+        }
+        case 1: {
+          auto cur = st.Get(key);
+          if (!cur.ok()) {
+            s = cur.status();
+            break;
+          }
+          nlohmann::json next = cur->body;
+          next["spec"]["i"] = i;
+          s = st.Update(next).status();
+          break;
+        }
+        default: s = st.Delete(key).status();
+      }
+      const auto c = s.code();
+      if (s.ok()) {
+        ++writes;
+      } else if (c != common::Code::kAlreadyExists && c != common::Code::kNotFound &&
+                 c != common::Code::kConflict) {
+        ++other;
+        std::cerr << "churn: " << s.ToString() << "\n";
+      }
+    }
+    std::cout << nlohmann::json{{"writes", writes}, {"other", other}}.dump() << std::endl;
+    return other == 0 ? 0 : 1;
   }
 
   if (cas->parsed()) {

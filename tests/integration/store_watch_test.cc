@@ -132,6 +132,117 @@ TEST_F(StoreWatchTest, ExactlyOnceInOrderAcrossWriterProcesses) {
   EXPECT_EQ(names.size(), static_cast<size_t>(kWriters * kPerWriter));
 }
 
+// Informer semantics under churn from two other processes while background
+// compaction keeps only a short history: a cache built from List + Watch (and
+// re-listed on Expired) ends up equal to the store, revision for revision.
+TEST_F(StoreWatchTest, InformerCacheMatchesTheStoreUnderChurnAndCompaction) {
+  auto h = testing::StartStore([](PostgresStoreOptions& o) {
+    o.compaction.enabled = true;
+    o.compaction.interval = 100ms;
+    o.compaction.retain_revisions = 150;
+    o.compaction.retain_age = std::chrono::seconds(0);
+    o.compaction.batch_size = 40;
+  });
+  ASSERT_NE(h, nullptr);
+  auto& store = *h->store;
+  std::atomic<bool> writers_done{false};
+  std::vector<std::thread> writers;
+  std::vector<common::Result<common::ProcessResult>> results(2, common::Internal("not run"));
+  for (int i = 0; i < 2; ++i) {
+    writers.emplace_back([&, i] {
+      results[i] = common::RunProcess(
+          {CORRAL_STORE_LOAD_BIN, "--dsn", testing::Dsn(), "churn", "--prefix", "k", "--count",
+           "1500", "--keys", "25", "--seed", std::to_string(i + 1)},
+          testing::LongRun());
+    });
+  }
+  // The informer: list, then watch from the list's revision; on Expired, re-list.
+  std::map<std::string, Object> cache;
+  int relists = 0;
+  int64_t last = 0;
+  auto list_and_watch = [&]() -> std::unique_ptr<Watcher> {
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      ListOptions lo;
+      lo.kind = "Model";
+      lo.ns = "churn";
+      auto l = store.List(lo);
+      if (!l.ok()) continue;
+      cache.clear();
+      for (auto& o : l->items) cache[o.body["metadata"]["name"].get<std::string>()] = o;
+      last = l->revision;
+      WatchOptions wo;
+      wo.kind = "Model";
+      wo.ns = "churn";
+      wo.start_revision = l->revision;
+      auto w = store.Watch(wo);
+      if (w.ok()) return std::move(*w);
+      EXPECT_EQ(w.status().code(), Code::kExpired) << w.status().ToString();
+      ++relists;
+    }
+    return nullptr;
+  };
+  auto w = list_and_watch();
+  ASSERT_NE(w, nullptr);
+  std::thread joiner([&] {
+    for (auto& t : writers) t.join();
+    writers_done = true;
+  });
+  int64_t target = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (writers_done && target == 0) {
+      target = std::stoll(testing::QueryScalar(testing::Dsn(),
+                                               "SELECT COALESCE(max(id), 0) FROM corral_objects "
+                                               "WHERE kind = 'Model' AND namespace = 'churn'"));
+    }
+    if (target > 0 && last >= target) break;
+    auto ev = w->Next(200ms);
+    if (!ev) continue;
+    if (ev->type == WatchEvent::Type::kError) {
+      ASSERT_TRUE(ev->error.code() == Code::kExpired || ev->error.code() == Code::kUnavailable)
+          << ev->error.ToString();
+      ++relists;
+      w = list_and_watch();
+      ASSERT_NE(w, nullptr);
+      continue;
+    }
+    ASSERT_GT(ev->object.revision, last) << "revisions must strictly increase";
+    last = ev->object.revision;
+    const std::string name = ev->object.body["metadata"]["name"].get<std::string>();
+    if (ev->type == WatchEvent::Type::kDeleted) {
+      ASSERT_EQ(cache.erase(name), 1u) << "DELETED for an object the cache does not hold: " << name;
+    } else {
+      if (ev->type == WatchEvent::Type::kAdded) {
+        ASSERT_EQ(cache.count(name), 0u) << "ADDED for an object already cached: " << name;
+      } else {
+        ASSERT_EQ(cache.count(name), 1u) << "MODIFIED for an unknown object: " << name;
+      }
+      cache[name] = ev->object;
+    }
+  }
+  joiner.join();
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->exit_code, 0) << r->output;
+  }
+  ASSERT_GT(target, 0);
+  ASSERT_GE(last, target) << "the watch did not reach the final revision";
+  EXPECT_GT(*store.CompactedRevision(), 0) << "compaction did not run during the test";
+  ListOptions lo;
+  lo.kind = "Model";
+  lo.ns = "churn";
+  auto final_list = store.List(lo);
+  ASSERT_TRUE(final_list.ok());
+  ASSERT_EQ(final_list->items.size(), cache.size());
+  for (const auto& o : final_list->items) {
+    const std::string name = o.body["metadata"]["name"].get<std::string>();
+    ASSERT_EQ(cache.count(name), 1u) << name;
+    EXPECT_EQ(cache[name].revision, o.revision) << name;
+    EXPECT_EQ(cache[name].body, o.body) << name;
+  }
+  RecordProperty("relists", relists);
+}
+
 TEST_F(StoreWatchTest, ReportsAddModifyDeleteWithObjects) {
   auto start = st().CurrentRevision();
   WatchOptions wo;
