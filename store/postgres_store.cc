@@ -146,7 +146,10 @@ class RawEvent {
   void SetText(const pqxx::field& value, const pqxx::field& prev) {
     if (!value.is_null()) value_text_ = value.c_str();
     if (!prev.is_null()) prev_text_ = prev.c_str();
+    bytes = value_text_.size() + prev_text_.size() + sizeof(RawEvent);
   }
+  // Approximate memory held (stored text; the parsed form is of the same order).
+  size_t bytes = sizeof(RawEvent);
   // The object after the change (null if unreadable) and before it (null if
   // none or compacted).
   const std::shared_ptr<const json>& value() const {
@@ -328,6 +331,7 @@ class PostgresStore::Impl : public std::enable_shared_from_this<PostgresStore::I
   std::atomic<bool> wake_requested_{false};  // a writer already woke the poller
   std::deque<RawEventPtr> ring_;             // guarded by mu_
   int64_t ring_base_ = 0;  // guarded by mu_; ring_ holds every event in (ring_base_, settled_]
+  size_t ring_bytes_ = 0;  // guarded by mu_; sum of ring_ events' bytes
   std::vector<std::shared_ptr<WatchState>> watchers_;  // guarded by mu_
   std::optional<Steady::time_point> gap_since_;        // poller thread only
   int64_t gap_start_ = 0;                              // poller thread only: first id of that gap
@@ -1222,12 +1226,15 @@ void PostgresStore::Impl::Dispatch(const std::vector<RawEventPtr>& events, int64
   std::lock_guard lock(mu_);
   for (const auto& e : events) {
     ring_.push_back(e);
+    ring_bytes_ += e->bytes;
     for (auto& w : watchers_) {
       if (w->Wants(*e)) w->Push(e);
     }
   }
-  while (ring_.size() > options_.event_ring_capacity) {
+  while (!ring_.empty() && (ring_.size() > options_.event_ring_capacity ||
+                            ring_bytes_ > options_.event_ring_max_bytes)) {
     ring_base_ = ring_.front()->revision;
+    ring_bytes_ -= ring_.front()->bytes;
     ring_.pop_front();
   }
   if (ring_.empty()) ring_base_ = new_settled;
@@ -1254,6 +1261,7 @@ void PostgresStore::Impl::ExpireAll(int64_t compacted) {
     w->cv.notify_all();
   }
   ring_.clear();
+  ring_bytes_ = 0;
   ring_base_ = compacted;
   compacted_ = compacted;
   settled_ = compacted;

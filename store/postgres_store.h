@@ -54,7 +54,9 @@ struct PostgresStoreOptions {
   size_t head_cache_capacity = 10'000;            // recently used heads (CAS update hint)
   std::chrono::milliseconds gap_timeout{250};
   int64_t poll_batch = 1000;
-  size_t event_ring_capacity = 10'000;     // recent events kept for new watchers
+  size_t event_ring_capacity = 10'000;  // recent events kept for new watchers
+  size_t event_ring_max_bytes = 64
+                                << 20;  // and at most this much of them (older: read from the log)
   size_t watcher_queue_capacity = 10'000;  // a slower watcher is closed (resume from last revision)
   std::chrono::milliseconds bookmark_interval{10'000};
   std::chrono::milliseconds revision_wait_timeout{10'000};

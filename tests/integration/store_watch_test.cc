@@ -363,6 +363,30 @@ TEST_F(StoreWatchTest, WatchFromOldRevisionReplaysHistoryBeyondTheRing) {
   for (size_t i = 0; i < evs.size(); ++i) EXPECT_EQ(evs[i].object.revision, revs[i]);
 }
 
+TEST_F(StoreWatchTest, RingIsBoundedByBytesAndOlderHistoryComesFromTheLog) {
+  // ~4 KiB objects and a 16 KiB ring: only the last few events fit.
+  auto h = testing::StartStore([](PostgresStoreOptions& o) { o.event_ring_max_bytes = 16 << 10; });
+  ASSERT_NE(h, nullptr);
+  auto start = h->store->CurrentRevision();
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_TRUE(h->store
+                    ->Create(MakeObject("Model", "bytes", "m" + std::to_string(i),
+                                        {{"blob", std::string(4096, 'b')}}))
+                    .ok());
+  }
+  ASSERT_TRUE(h->store->CurrentRevision().ok());
+  WatchOptions wo;
+  wo.kind = "Model";
+  wo.ns = "bytes";
+  wo.start_revision = *start;
+  auto w = h->store->Watch(wo);
+  ASSERT_TRUE(w.ok());
+  auto evs = Collect(**w, [](const auto& v) { return v.size() >= 30; });
+  ASSERT_EQ(evs.size(), 30u);
+  for (size_t i = 1; i < evs.size(); ++i)
+    EXPECT_LT(evs[i - 1].object.revision, evs[i].object.revision);
+}
+
 TEST_F(StoreWatchTest, SlowConsumerIsClosedAndResumesWithoutLoss) {
   auto h = testing::StartStore([](PostgresStoreOptions& o) { o.watcher_queue_capacity = 5; });
   ASSERT_NE(h, nullptr);
