@@ -1,5 +1,6 @@
 // corral: one binary, subcommands (like k3s).
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
@@ -17,6 +18,10 @@ void BlockShutdownSignals() {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
+}
+
+std::string ResolveDataDir(const std::string& flag, bool given) {
+  return (!given && geteuid() == 0) ? "/var/lib/corral" : flag;
 }
 
 int WaitForShutdown() {
@@ -38,9 +43,13 @@ int main(int argc, char** argv) {
 
   corral::cmd::Runner server = corral::cmd::RegisterServer(app);
   corral::cmd::Runner db = corral::cmd::RegisterDb(app);
+  corral::cmd::Runner kubeconfig = corral::cmd::RegisterKubeconfig(app);
+  corral::cmd::Runner token = corral::cmd::RegisterToken(app);
   CLI11_PARSE(app, argc, argv);
   if (app.got_subcommand("server")) return server();
   if (app.got_subcommand("db")) return db();
+  if (app.got_subcommand("kubeconfig")) return kubeconfig();
+  if (app.got_subcommand("token")) return token();
   std::cerr << app.help() << std::endl;
   return 2;
 }

@@ -53,6 +53,9 @@ std::string_view KubeReason(Code code);
 struct FieldCause {
   std::string field;
   std::string message;
+  // Kubernetes CauseType when it matters to clients ("FieldValueInvalid",
+  // "FieldManagerConflict", ...); empty lets the API pick a default.
+  std::string reason = {};
 };
 
 class Status {

@@ -1,0 +1,209 @@
+#include "api/api_server.h"
+
+#include <cpprest/http_listener.h>
+#include <cpprest/producerconsumerstream.h>
+#include <pplx/threadpool.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/ssl.hpp>
+#include <thread>
+
+#include "api/errors.h"
+
+namespace corral::api {
+
+namespace http = web::http;
+using common::Status;
+
+namespace {
+
+// Writes a watch stream into a producer/consumer buffer that cpprestsdk
+// drains to the socket as chunked encoding.
+class BufferSink final : public StreamSink {
+ public:
+  BufferSink(concurrency::streams::producer_consumer_buffer<uint8_t> buf,
+             std::shared_ptr<std::atomic<bool>> gone, size_t max_backlog)
+      : buf_(std::move(buf)), gone_(std::move(gone)), max_backlog_(max_backlog) {}
+
+  bool Write(const std::string& chunk) override {
+    if (Closed()) return false;
+    try {
+      if (buf_.in_avail() > max_backlog_) {
+        spdlog::warn("api: closing a watch whose client stopped reading ({} bytes buffered)",
+                     buf_.in_avail());
+        gone_->store(true);
+        return false;
+      }
+      buf_.putn_nocopy(reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size()).wait();
+      buf_.sync().wait();
+    } catch (const std::exception& e) {
+      gone_->store(true);
+      return false;
+    }
+    return !Closed();
+  }
+  bool Closed() const override { return gone_->load(); }
+
+ private:
+  concurrency::streams::producer_consumer_buffer<uint8_t> buf_;
+  std::shared_ptr<std::atomic<bool>> gone_;
+  size_t max_backlog_;
+};
+
+Request ToRequest(const http::http_request& req) {
+  Request r;
+  r.method = req.method();
+  const auto& uri = req.relative_uri();
+  r.path = web::uri::decode(uri.path());
+  for (const auto& [k, v] : web::uri::split_query(uri.query())) {
+    r.query[web::uri::decode(k)] = web::uri::decode(v);
+  }
+  for (const auto& [k, v] : req.headers()) r.headers[k] = v;
+  r.remote = req.remote_address();
+  return r;
+}
+
+http::http_response ToHttp(const Response& resp) {
+  http::http_response out(static_cast<http::status_code>(resp.status));
+  for (const auto& [k, v] : resp.headers) out.headers().add(k, v);
+  if (!resp.stream) out.set_body(resp.body, resp.content_type);
+  return out;
+}
+
+void Reply(http::http_request& req, const Response& resp) {
+  req.reply(ToHttp(resp)).then([](pplx::task<void> t) {
+    try {
+      t.get();
+    } catch (const std::exception& e) {
+      spdlog::debug("api: reply not delivered: {}", e.what());
+    }
+  });
+}
+
+}  // namespace
+
+ApiServer::ApiServer(ApiServerOptions options, Handler& handler)
+    : options_(std::move(options)), handler_(handler) {}
+
+ApiServer::~ApiServer() { Stop(); }
+
+std::string ApiServer::url() const {
+  const bool tls = !options_.tls_cert_file.empty() && !options_.tls_key_file.empty();
+  return std::string(tls ? "https://" : "http://") + options_.listen;
+}
+
+Status ApiServer::Start() {
+  try {
+    http::experimental::listener::http_listener_config config;
+    const bool tls = !options_.tls_cert_file.empty() && !options_.tls_key_file.empty();
+    if (tls) {
+      // Load once now so a bad file fails Start rather than every handshake.
+      boost::asio::ssl::context probe(boost::asio::ssl::context::tls_server);
+      probe.use_certificate_chain_file(options_.tls_cert_file);
+      probe.use_private_key_file(options_.tls_key_file, boost::asio::ssl::context::pem);
+      const std::string cert = options_.tls_cert_file, key = options_.tls_key_file;
+      config.set_ssl_context_callback([cert, key](boost::asio::ssl::context& ctx) {
+        ctx.set_options(boost::asio::ssl::context::default_workarounds |
+                        boost::asio::ssl::context::no_sslv2 | boost::asio::ssl::context::no_sslv3 |
+                        boost::asio::ssl::context::no_tlsv1 |
+                        boost::asio::ssl::context::no_tlsv1_1);
+        ctx.use_certificate_chain_file(cert);
+        ctx.use_private_key_file(key, boost::asio::ssl::context::pem);
+      });
+    }
+    listener_ = std::make_unique<http::experimental::listener::http_listener>(url() + "/", config);
+    listener_->support([this](http::http_request req) { Serve(&req); });
+    listener_->open().wait();
+  } catch (const std::exception& e) {
+    listener_.reset();
+    return common::Unavailable("API server: listen on " + options_.listen + ": " + e.what());
+  }
+  spdlog::info("api: serving url={}", url());
+  return Status::Ok();
+}
+
+void ApiServer::Stop() {
+  if (!listener_) return;
+  handler_.CloseWatches();
+  try {
+    listener_->close().wait();
+  } catch (const std::exception& e) {
+    spdlog::warn("api: closing listener: {}", e.what());
+  }
+  std::unique_lock lock(mu_);
+  streams_done_.wait_for(lock, std::chrono::seconds(10), [this] { return streams_ == 0; });
+  listener_.reset();
+}
+
+void ApiServer::Serve(void* raw) {
+  http::http_request req = *static_cast<http::http_request*>(raw);
+  Request request = ToRequest(req);
+  size_t header_bytes = request.path.size();
+  for (const auto& [k, v] : request.headers) header_bytes += k.size() + v.size() + 4;
+  if (header_bytes > options_.max_header_bytes) {
+    Reply(req, StatusResponse(431, "RequestHeaderFieldsTooLarge",
+                              "request headers are larger than " +
+                                  std::to_string(options_.max_header_bytes) + " bytes"));
+    return;
+  }
+  const auto length = req.headers().content_length();
+  if (length > options_.max_body_bytes) {
+    Reply(req, TooLarge("the request body is " + std::to_string(length) + " bytes; the limit is " +
+                        std::to_string(options_.max_body_bytes)));
+    return;
+  }
+  const size_t max_body = options_.max_body_bytes;
+  req.extract_vector().then([this, req, request = std::move(request),
+                             max_body](pplx::task<std::vector<unsigned char>> t) mutable {
+    std::vector<unsigned char> body;
+    try {
+      body = t.get();
+    } catch (const std::exception& e) {
+      Reply(req, BadRequest(std::string("reading the request body: ") + e.what()));
+      return;
+    }
+    if (body.size() > max_body) {
+      Reply(req,
+            TooLarge("the request body is larger than " + std::to_string(max_body) + " bytes"));
+      return;
+    }
+    request.body.assign(body.begin(), body.end());
+    Response resp = handler_.Handle(request);
+    if (!resp.stream) {
+      Reply(req, resp);
+      return;
+    }
+    concurrency::streams::producer_consumer_buffer<uint8_t> buf;
+    http::http_response out = ToHttp(resp);
+    out.set_body(buf.create_istream(), resp.content_type);
+    auto gone = std::make_shared<std::atomic<bool>>(false);
+    req.reply(out).then([gone](pplx::task<void> done) {
+      try {
+        done.get();
+      } catch (const std::exception&) {
+      }
+      gone->store(true);  // sent completely, or the client went away
+    });
+    {
+      std::lock_guard lock(mu_);
+      ++streams_;
+    }
+    std::thread([this, buf, gone, stream = std::move(resp.stream)]() mutable {
+      BufferSink sink(buf, gone, options_.max_watch_backlog_bytes);
+      try {
+        stream(sink);
+      } catch (const std::exception& e) {
+        spdlog::error("api: watch stream failed: {}", e.what());
+      }
+      try {
+        buf.close(std::ios_base::out).wait();
+      } catch (const std::exception&) {
+      }
+      std::lock_guard lock(mu_);
+      --streams_;
+      streams_done_.notify_all();
+    }).detach();
+  });
+}
+
+}  // namespace corral::api
