@@ -15,6 +15,7 @@
 
 #include "api/api_server.h"
 #include "api/auth.h"
+#include "api/gc.h"
 #include "api/handler.h"
 #include "api/schema.h"
 #include "tests/support/test_db.h"
@@ -66,12 +67,19 @@ class ApiServerTest : public ::testing::Test {
     ApiServerOptions so;
     so.listen = "127.0.0.1:" + std::to_string(FreePort());
     so.max_body_bytes = 64 * 1024;
+    GarbageCollectorOptions go;
+    go.interval = std::chrono::milliseconds(300);
+    go.debounce = std::chrono::milliseconds(20);
+    gc_ = new GarbageCollector(go, *store_->store, store_->kinds, store_->registry);
+    handler_->SetDeleteHook([] { gc_->Wake(); });
+    gc_->Start();
     server_ = new ApiServer(so, *handler_);
     ASSERT_TRUE(server_->Start().ok());
     url_ = server_->url();
   }
   static void TearDownTestSuite() {
     delete server_;
+    delete gc_;
     delete handler_;
     delete auth_;
     delete store_;
@@ -120,6 +128,37 @@ class ApiServerTest : public ::testing::Test {
   static inline TokenAuthenticator* auth_ = nullptr;
   static inline Handler* handler_ = nullptr;
   static inline ApiServer* server_ = nullptr;
+  static inline GarbageCollector* gc_ = nullptr;
+
+  // Polls GET path until it answers `status` (bounded: 10 s).
+  static bool WaitStatus(const std::string& path, int status) {
+    for (int i = 0; i < 100; ++i) {
+      if (Call("GET", path).status == status) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  // An owner deployment and one Replica it owns; returns the owner's uid.
+  static std::string OwnerWithDependent(const std::string& owner, const std::string& dep) {
+    auto o = Call("POST", Ns() + "/modeldeployments", Md(owner, 1).dump());
+    EXPECT_EQ(o.status, 201) << o.text;
+    const std::string uid = o.body["metadata"]["uid"];
+    json r = {{"apiVersion", "corral.dev/v1alpha1"},
+              {"kind", "Replica"},
+              {"metadata",
+               {{"name", dep},
+                {"ownerReferences", json::array({{{"apiVersion", "corral.dev/v1alpha1"},
+                                                  {"kind", "ModelDeployment"},
+                                                  {"name", owner},
+                                                  {"uid", uid},
+                                                  {"controller", true},
+                                                  {"blockOwnerDeletion", true}}})}}},
+              {"spec", {{"deployment", owner}, {"modelRef", {{"name", "m"}}}}}};
+    auto d = Call("POST", Ns() + "/replicas", r.dump());
+    EXPECT_EQ(d.status, 201) << d.text;
+    return uid;
+  }
 };
 
 TEST_F(ApiServerTest, VersionHealthAndDiscovery) {
@@ -375,6 +414,48 @@ TEST_F(ApiServerTest, FinalizersHoldDeletion) {
                 "application/merge-patch+json");
   EXPECT_EQ(p.status, 200) << p.text;
   EXPECT_EQ(Call("GET", Ns() + "/models/fin").status, 404);
+}
+
+TEST_F(ApiServerTest, CascadeBackgroundDeletesDependents) {
+  OwnerWithDependent("bg", "bg-r0");
+  ASSERT_EQ(
+      Call("DELETE", Ns() + "/modeldeployments/bg", R"({"propagationPolicy":"Background"})").status,
+      200);
+  EXPECT_EQ(Call("GET", Ns() + "/modeldeployments/bg").status, 404);
+  EXPECT_TRUE(WaitStatus(Ns() + "/replicas/bg-r0", 404));
+}
+
+TEST_F(ApiServerTest, CascadeForegroundWaitsForDependents) {
+  OwnerWithDependent("fg", "fg-r0");
+  json dep = Call("GET", Ns() + "/replicas/fg-r0").body;
+  dep["metadata"]["finalizers"] = {"corral.dev/drain"};  // the dependent takes a while
+  ASSERT_EQ(Call("PUT", Ns() + "/replicas/fg-r0", dep.dump()).status, 200);
+  auto d = Call("DELETE", Ns() + "/modeldeployments/fg?propagationPolicy=Foreground");
+  ASSERT_EQ(d.status, 200) << d.text;
+  EXPECT_THAT(d.body["metadata"]["finalizers"].dump(), ::testing::HasSubstr("foregroundDeletion"));
+  // The dependent is being deleted; the owner stays while it exists.
+  for (int i = 0; i < 50; ++i) {
+    if (Call("GET", Ns() + "/replicas/fg-r0").body["metadata"].contains("deletionTimestamp")) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(Call("GET", Ns() + "/replicas/fg-r0").body["metadata"].contains("deletionTimestamp"));
+  EXPECT_EQ(Call("GET", Ns() + "/modeldeployments/fg").status, 200);
+  ASSERT_EQ(Call("PATCH", Ns() + "/replicas/fg-r0", R"({"metadata":{"finalizers":null}})",
+                 "application/merge-patch+json")
+                .status,
+            200);
+  EXPECT_TRUE(WaitStatus(Ns() + "/modeldeployments/fg", 404));
+}
+
+TEST_F(ApiServerTest, CascadeOrphanKeepsDependents) {
+  OwnerWithDependent("or", "or-r0");
+  ASSERT_EQ(
+      Call("DELETE", Ns() + "/modeldeployments/or", R"({"propagationPolicy":"Orphan"})").status,
+      200);
+  EXPECT_TRUE(WaitStatus(Ns() + "/modeldeployments/or", 404));
+  auto r = Call("GET", Ns() + "/replicas/or-r0");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_FALSE(r.body["metadata"].contains("ownerReferences")) << r.text;
 }
 
 TEST_F(ApiServerTest, ListSelectorsPagingAndTables) {
