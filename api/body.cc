@@ -153,7 +153,15 @@ Result<json> ParseYamlBody(std::string_view text, const BodyLimits& limits) {
                            std::to_string(docs.size()) + ")");
   }
   YamlConverter conv(limits);
-  return conv.Convert(docs[0], 0);
+  auto out = conv.Convert(docs[0], 0);
+  if (!out.ok()) return out;
+  // yaml-cpp passes bytes through; JSON (and everything downstream) needs UTF-8.
+  try {
+    (void)out->dump();
+  } catch (const json::type_error& e) {
+    return InvalidArgument("request body is not valid UTF-8");
+  }
+  return out;
 }
 
 }  // namespace corral::api
