@@ -5,6 +5,7 @@
 #include <pplx/threadpool.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/ssl.hpp>
 #include <thread>
 
@@ -50,13 +51,20 @@ class BufferSink final : public StreamSink {
   size_t max_backlog_;
 };
 
+// Query strings encode a space as '+' (Go's url.Values does): decode it.
+std::string DecodeQueryPart(std::string s) {
+  std::replace(s.begin(), s.end(), '+', ' ');
+  return web::uri::decode(s);
+}
+
+// Throws on a malformed percent-escape (the caller answers 400).
 Request ToRequest(const http::http_request& req) {
   Request r;
   r.method = req.method();
   const auto& uri = req.relative_uri();
   r.path = web::uri::decode(uri.path());
   for (const auto& [k, v] : web::uri::split_query(uri.query())) {
-    r.query[web::uri::decode(k)] = web::uri::decode(v);
+    r.query[DecodeQueryPart(k)] = DecodeQueryPart(v);
   }
   for (const auto& [k, v] : req.headers()) r.headers[k] = v;
   r.remote = req.remote_address();
@@ -137,7 +145,20 @@ void ApiServer::Stop() {
 
 void ApiServer::Serve(void* raw) {
   http::http_request req = *static_cast<http::http_request*>(raw);
-  Request request = ToRequest(req);
+  Request request;
+  try {
+    request = ToRequest(req);
+  } catch (const std::exception& e) {
+    Reply(req, BadRequest(std::string("malformed request URI: ") + e.what()));
+    return;
+  }
+  // A body without a length could be any size: refuse it rather than buffer it.
+  if (req.headers().has("Transfer-Encoding")) {
+    Reply(req, StatusResponse(411, "LengthRequired",
+                              "request bodies must carry Content-Length (chunked uploads are not "
+                              "accepted)"));
+    return;
+  }
   size_t header_bytes = request.path.size();
   for (const auto& [k, v] : request.headers) header_bytes += k.size() + v.size() + 4;
   if (header_bytes > options_.max_header_bytes) {
@@ -155,54 +176,91 @@ void ApiServer::Serve(void* raw) {
   const size_t max_body = options_.max_body_bytes;
   req.extract_vector().then([this, req, request = std::move(request),
                              max_body](pplx::task<std::vector<unsigned char>> t) mutable {
-    std::vector<unsigned char> body;
+    // Nothing may escape a pplx continuation: an unobserved exception there
+    // terminates the process.
     try {
-      body = t.get();
+      Continue(req, std::move(request), std::move(t), max_body);
     } catch (const std::exception& e) {
-      Reply(req, BadRequest(std::string("reading the request body: ") + e.what()));
-      return;
-    }
-    if (body.size() > max_body) {
-      Reply(req,
-            TooLarge("the request body is larger than " + std::to_string(max_body) + " bytes"));
-      return;
-    }
-    request.body.assign(body.begin(), body.end());
-    Response resp = handler_.Handle(request);
-    if (!resp.stream) {
-      Reply(req, resp);
-      return;
-    }
-    concurrency::streams::producer_consumer_buffer<uint8_t> buf;
-    http::http_response out = ToHttp(resp);
-    out.set_body(buf.create_istream(), resp.content_type);
-    auto gone = std::make_shared<std::atomic<bool>>(false);
-    req.reply(out).then([gone](pplx::task<void> done) {
+      spdlog::error("api: {} {}: {}", request.method, request.path, e.what());
       try {
-        done.get();
+        Reply(req,
+              StatusResponse(500, "InternalError", std::string("internal error: ") + e.what()));
       } catch (const std::exception&) {
       }
-      gone->store(true);  // sent completely, or the client went away
-    });
-    {
-      std::lock_guard lock(mu_);
-      ++streams_;
     }
-    std::thread([this, buf, gone, stream = std::move(resp.stream)]() mutable {
-      BufferSink sink(buf, gone, options_.max_watch_backlog_bytes);
-      try {
-        stream(sink);
-      } catch (const std::exception& e) {
-        spdlog::error("api: watch stream failed: {}", e.what());
-      }
-      try {
-        buf.close(std::ios_base::out).wait();
-      } catch (const std::exception&) {
+  });
+}
+
+void ApiServer::Continue(web::http::http_request& req, Request request,
+                         pplx::task<std::vector<unsigned char>> body_task, size_t max_body) {
+  std::vector<unsigned char> body;
+  try {
+    body = body_task.get();
+  } catch (const std::exception& e) {
+    Reply(req, BadRequest(std::string("reading the request body: ") + e.what()));
+    return;
+  }
+  if (body.size() > max_body) {
+    Reply(req, TooLarge("the request body is larger than " + std::to_string(max_body) + " bytes"));
+    return;
+  }
+  request.body.assign(body.begin(), body.end());
+  Response resp = handler_.Handle(request);
+  if (!resp.stream) {
+    Reply(req, resp);
+    return;
+  }
+  concurrency::streams::producer_consumer_buffer<uint8_t> buf;
+  http::http_response out = ToHttp(resp);
+  out.set_body(buf.create_istream(), resp.content_type);
+  auto gone = std::make_shared<std::atomic<bool>>(false);
+  {
+    std::lock_guard lock(mu_);
+    ++streams_;
+  }
+  auto stream = std::make_shared<std::function<void(StreamSink&)>>(std::move(resp.stream));
+  try {
+    std::thread([this, buf, gone, stream]() mutable {
+      {
+        BufferSink sink(buf, gone, options_.max_watch_backlog_bytes);
+        try {
+          (*stream)(sink);
+        } catch (const std::exception& e) {
+          spdlog::error("api: watch stream failed: {}", e.what());
+        }
+        stream.reset();  // releases the watch slot before the count drops
+        try {
+          buf.close(std::ios_base::out).wait();
+        } catch (const std::exception&) {
+        }
       }
       std::lock_guard lock(mu_);
       --streams_;
       streams_done_.notify_all();
     }).detach();
+  } catch (const std::exception& e) {
+    // No thread for the stream: run it against a closed sink so it releases
+    // what it holds, and answer 503.
+    {
+      auto closed = std::make_shared<std::atomic<bool>>(true);
+      BufferSink sink(buf, closed, 0);
+      (*stream)(sink);
+    }
+    {
+      std::lock_guard lock(mu_);
+      --streams_;
+    }
+    streams_done_.notify_all();
+    Reply(req, StatusResponse(503, "ServiceUnavailable",
+                              std::string("cannot start a watch stream: ") + e.what()));
+    return;
+  }
+  req.reply(out).then([gone](pplx::task<void> done) {
+    try {
+      done.get();
+    } catch (const std::exception&) {
+    }
+    gone->store(true);  // sent completely, or the client went away
   });
 }
 

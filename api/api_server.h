@@ -14,6 +14,13 @@
 #include "api/handler.h"
 #include "common/status.h"
 
+#include <cpprest/http_msg.h>
+#include <pplx/pplxtasks.h>
+
+#include <vector>
+
+#include "api/request.h"
+
 namespace web::http::experimental::listener {
 class http_listener;
 }
@@ -49,6 +56,8 @@ class ApiServer {
  private:
   struct Stream;
   void Serve(void* request);  // web::http::http_request*, kept out of this header
+  void Continue(web::http::http_request& req, Request request,
+                pplx::task<std::vector<unsigned char>> body, size_t max_body);
 
   ApiServerOptions options_;
   Handler& handler_;

@@ -21,10 +21,10 @@
 namespace corral::api {
 
 struct ApplyOptions {
-  std::string manager;       // fieldManager; required (InvalidArgument when empty)
-  bool force = false;        // take ownership of conflicting fields
-  std::string subresource;   // "" or "status"
-  std::string now;           // RFC 3339 time for managedFields[].time
+  std::string manager;      // fieldManager; required (InvalidArgument when empty)
+  bool force = false;       // take ownership of conflicting fields
+  std::string subresource;  // "" or "status"
+  std::string now;          // RFC 3339 time for managedFields[].time
 };
 
 // Server-side apply of `applied` (the user's partial intent: apiVersion, kind,

@@ -5,7 +5,9 @@
 // that says where the problem is (line and column).
 // Pure functions; thread-safe.
 #include <nlohmann/json.hpp>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 
@@ -16,10 +18,15 @@ struct BodyLimits {
   size_t max_nodes = 200'000;  // values after YAML alias expansion
 };
 
-common::Result<nlohmann::json> ParseJsonBody(std::string_view text, const BodyLimits& limits = {});
+// `duplicates`, when given, receives the paths of keys that appear twice in
+// one object ("spec.engine"); the value kept is the last, as in JSON's
+// common reading, and Strict field validation refuses such bodies.
+common::Result<nlohmann::json> ParseJsonBody(std::string_view text, const BodyLimits& limits = {},
+                                             std::vector<std::string>* duplicates = nullptr);
 // YAML 1.2 core schema for plain scalars (true/false, null/~, integers,
 // floats); quoted scalars stay strings. JSON text is valid YAML and parses the
 // same. Exactly one document.
-common::Result<nlohmann::json> ParseYamlBody(std::string_view text, const BodyLimits& limits = {});
+common::Result<nlohmann::json> ParseYamlBody(std::string_view text, const BodyLimits& limits = {},
+                                             std::vector<std::string>* duplicates = nullptr);
 
 }  // namespace corral::api

@@ -4,6 +4,10 @@ namespace corral::api {
 
 using nlohmann::json;
 
+std::string Quote(std::string_view s) {
+  return json(s).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 std::string ErrorTarget::Resource() const { return group.empty() ? plural : plural + "." + group; }
 
 json StatusObject(int code, std::string_view reason, std::string_view message,
@@ -19,7 +23,9 @@ Response StatusResponse(int code, std::string_view reason, std::string_view mess
                         const json& details) {
   Response r;
   r.status = code;
-  r.body = StatusObject(code, reason, message, details).dump();
+  // Messages echo user input, which may not be UTF-8: never throw on it.
+  r.body = StatusObject(code, reason, message, details)
+               .dump(-1, ' ', false, json::error_handler_t::replace);
   return r;
 }
 
@@ -32,8 +38,6 @@ json Details(const ErrorTarget& t) {
   d["kind"] = t.plural;
   return d;
 }
-
-std::string Quote(std::string_view s) { return json(s).dump(); }
 
 }  // namespace
 

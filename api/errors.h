@@ -22,6 +22,9 @@ struct ErrorTarget {
   std::string Resource() const;
 };
 
+// `"text"` as JSON quotes it; bytes that are not UTF-8 become U+FFFD.
+std::string Quote(std::string_view s);
+
 // {"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",...}
 nlohmann::json StatusObject(int code, std::string_view reason, std::string_view message,
                             const nlohmann::json& details = nullptr);

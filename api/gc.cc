@@ -196,6 +196,20 @@ Result<int> GarbageCollector::RunOnce() {
     return common::Status::Ok();
   };
 
+  // Only an unavailable store ends a pass; anything else about one object is
+  // logged and the pass goes on (one odd object must not stall collection).
+  auto check = [&](const common::Status& st, const Item& it) -> bool {
+    if (st.ok()) return true;
+    if (st.code() == Code::kUnavailable) return false;
+    spdlog::warn("gc: {}: {}", key_of(it).ToString(), st.ToString());
+    return true;
+  };
+#define CORRAL_GC_STEP(expr, item)           \
+  do {                                       \
+    const common::Status gc_st_ = (expr);    \
+    if (!check(gc_st_, item)) return gc_st_; \
+  } while (0)
+
   for (size_t i = 0; i < all.size(); ++i) {
     const Item& it = all[i];
     const json& m = Meta(it.body);
@@ -219,7 +233,7 @@ Result<int> GarbageCollector::RunOnce() {
             auto w = store_.Update(next);
             if (!w.ok() && w.status().code() != Code::kConflict &&
                 w.status().code() != Code::kNotFound) {
-              return w.status();
+              CORRAL_GC_STEP(w.status(), all[d]);
             }
             if (w.ok()) {
               orphaned_.Increment();
@@ -227,15 +241,15 @@ Result<int> GarbageCollector::RunOnce() {
             }
           }
         } else {
-          CORRAL_RETURN_IF_ERROR(finish_owner(it, "orphan"));
+          CORRAL_GC_STEP(finish_owner(it, "orphan"), it);
         }
         continue;
       }
       if (HasFinalizer(it.body, "foregroundDeletion")) {
         if (has_deps) {
-          for (size_t d : deps->second) CORRAL_RETURN_IF_ERROR(delete_item(all[d]));
+          for (size_t d : deps->second) CORRAL_GC_STEP(delete_item(all[d]), all[d]);
         } else {
-          CORRAL_RETURN_IF_ERROR(finish_owner(it, "foregroundDeletion"));
+          CORRAL_GC_STEP(finish_owner(it, "foregroundDeletion"), it);
         }
       }
       continue;
@@ -244,25 +258,48 @@ Result<int> GarbageCollector::RunOnce() {
     // snapshot may predate an owner created since).
     auto refs = m.find("ownerReferences");
     if (refs == m.end() || !refs->is_array() || refs->empty()) continue;
+    // Like Kubernetes' collector, an owner that cannot be verified (a kind or
+    // API version Corral does not serve, or a reference that cannot name an
+    // object, such as a namespaced owner of a cluster-scoped dependent)
+    // keeps the dependent: deleting on doubt would lose data.
     bool any_owner = false;
     for (const auto& r : *refs) {
-      const std::string ouid = r.value("uid", "");
+      if (!r.is_object()) {
+        any_owner = true;
+        break;
+      }
+      const std::string ouid =
+          r.value("uid", json()).is_string() ? r["uid"].get<std::string>() : "";
       if (by_uid.count(ouid)) {
         any_owner = true;
         break;
       }
-      const auto* ok = kinds_.Find(r.value("kind", ""));
-      if (!ok) continue;  // an owner kind we do not serve cannot be checked: treat as gone
-      auto live = store_.Get(
-          {ok->kind, ok->namespaced ? m.value("namespace", "") : "", r.value("name", "")});
+      const std::string okind =
+          r.value("kind", json()).is_string() ? r["kind"].get<std::string>() : "";
+      const std::string oname =
+          r.value("name", json()).is_string() ? r["name"].get<std::string>() : "";
+      const std::string oav =
+          r.value("apiVersion", json()).is_string() ? r["apiVersion"].get<std::string>() : "";
+      const auto* ok = kinds_.Find(okind);
+      if (!ok || ok->ApiVersion() != oav || oname.empty() || ouid.empty() ||
+          (ok->namespaced && !it.kind->namespaced)) {
+        any_owner = true;
+        break;
+      }
+      auto live = store_.Get({ok->kind, ok->namespaced ? m.value("namespace", "") : "", oname});
       if (live.ok() && Meta(live->body).value("uid", "") == ouid) {
         any_owner = true;
         break;
       }
-      if (!live.ok() && live.status().code() != Code::kNotFound) return live.status();
+      if (!live.ok() && live.status().code() != Code::kNotFound) {
+        if (live.status().code() == Code::kUnavailable) return live.status();
+        any_owner = true;  // cannot tell: keep it
+        break;
+      }
     }
-    if (!any_owner) CORRAL_RETURN_IF_ERROR(delete_item(it));
+    if (!any_owner) CORRAL_GC_STEP(delete_item(it), it);
   }
+#undef CORRAL_GC_STEP
   return changed;
 }
 

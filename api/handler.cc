@@ -74,6 +74,9 @@ std::string MediaType(std::string_view content_type) {
 std::string ManagerFromUserAgent(const std::string& ua) {
   std::string m = ua.substr(0, ua.find('/'));
   if (m.size() > 128) m.resize(128);
+  for (char& ch : m) {
+    if (static_cast<unsigned char>(ch) < 0x20 || static_cast<unsigned char>(ch) > 0x7e) ch = '?';
+  }
   return m.empty() ? "unknown" : m;
 }
 
@@ -211,13 +214,14 @@ struct Handler::Impl {
     FieldValidation fv = FieldValidation::kWarn;
     bool dry_run = false;
     std::string manager;
-    bool managed_fields_done = false;  // server-side apply already recorded ownership
+    bool managed_fields_done = false;     // server-side apply already recorded ownership
+    std::vector<std::string> duplicates;  // keys the body gave twice
     std::vector<std::string> warnings;
   };
 
   Response Finish(Ctx& c, Response r) const {
     for (const auto& w : c.warnings) {
-      std::string v = "299 - " + json(w).dump();
+      std::string v = "299 - " + Quote(w);
       r.headers.emplace_back("Warning", v);
     }
     return r;
@@ -342,7 +346,7 @@ struct Handler::Impl {
         c.route.name.empty()
             ? what + (c.route.group.empty() ? "" : "." + c.route.group) + " is forbidden: "
             : c.route.res->plural + (c.route.group.empty() ? "" : "." + c.route.group) + " " +
-                  json(c.route.name).dump() + " is forbidden: ";
+                  Quote(c.route.name) + " is forbidden: ";
     msg += d.reason;
     return Forbidden(msg, Target(c.route));
   }
@@ -355,11 +359,11 @@ struct Handler::Impl {
   }
 
   // --- request bodies --------------------------------------------------------
-  Result<json> DecodeObjectBody(const Request& req) const {
+  Result<json> DecodeObjectBody(const Request& req, std::vector<std::string>* duplicates) const {
     const std::string ct = MediaType(req.Header("Content-Type"));
-    if (ct.empty() || ct == "application/json") return ParseJsonBody(req.body);
+    if (ct.empty() || ct == "application/json") return ParseJsonBody(req.body, {}, duplicates);
     if (ct == "application/yaml" || ct == "application/x-yaml" || ct == "text/yaml") {
-      return ParseYamlBody(req.body);
+      return ParseYamlBody(req.body, {}, duplicates);
     }
     return Status(Code::kUnavailable, "unsupported:" + ct);  // mapped to 415 by caller
   }
@@ -382,6 +386,11 @@ struct Handler::Impl {
     if (!obj.contains("metadata") || obj["metadata"].is_null()) obj["metadata"] = json::object();
     if (!obj["metadata"].is_object()) return BadRequest("metadata: must be an object");
     auto& m = obj["metadata"];
+    for (const char* f : {"name", "namespace", "resourceVersion", "generateName", "uid"}) {
+      if (m.contains(f) && !m[f].is_null() && !m[f].is_string()) {
+        return BadRequest(std::string("metadata.") + f + ": must be a string");
+      }
+    }
     if (c.route.res->namespaced) {
       const std::string ns =
           m.value("namespace", json()).is_string() ? m["namespace"].get<std::string>() : "";
@@ -402,19 +411,21 @@ struct Handler::Impl {
     const std::string& kind = c.route.res->kind;
     const std::string name = MetaString(obj, "name");
     ValidationResult v = schema.Validate(kind, obj);
-    if (!v.unknown_fields.empty()) {
+    std::vector<std::string> problems;
+    for (const auto& f : c.duplicates) problems.push_back("duplicate field " + Quote(f));
+    for (const auto& f : v.unknown_fields) problems.push_back("unknown field " + Quote(f));
+    if (!problems.empty()) {
       if (c.fv == FieldValidation::kStrict) {
         std::string list;
-        for (const auto& f : v.unknown_fields)
-          list += (list.empty() ? "" : ", ") + std::string("unknown field ") + json(f).dump();
-        return BadRequest(kind + " in version " + json(c.route.version).dump() +
+        for (const auto& p : problems) list += (list.empty() ? "" : ", ") + p;
+        return BadRequest(kind + " in version " + Quote(c.route.version) +
                           " cannot be handled as a " + kind + ": strict decoding error: " + list);
       }
       if (c.fv == FieldValidation::kWarn) {
-        for (const auto& f : v.unknown_fields)
-          c.warnings.push_back("unknown field " + json(f).dump());
+        for (const auto& p : problems) c.warnings.push_back(p);
       }
-      schema.Prune(kind, obj);
+      c.duplicates.clear();  // reported once, even if the write is retried
+      if (!v.unknown_fields.empty()) schema.Prune(kind, obj);
     }
     schema.ApplyDefaults(kind, obj);
     std::vector<common::FieldCause> errors;
@@ -451,11 +462,7 @@ struct Handler::Impl {
                  Target(c.route, "")));
     }
     if (Response a = Authz(c, name, ""); a.status) return a;
-    for (const char* f :
-         {"resourceVersion", "uid", "creationTimestamp", "deletionTimestamp", "generation"}) {
-      m.erase(f);
-    }
-    if (c.route.res->HasSubresource("status")) obj.erase("status");
+    StripForCreate(c, obj);
     if (Response e = CheckSchema(c, obj, nullptr); e.status) return Finish(c, e);
     ApplyOptions ao{c.manager, false, "", Now()};
     auto tracked = TrackUpdate(nullptr, obj, ao);
@@ -465,6 +472,16 @@ struct Handler::Impl {
     auto created = store.Create(obj);
     if (!created.ok()) return Finish(c, StoreError(c, created.status(), name));
     return Finish(c, Json(201, created->body));
+  }
+
+  // What a client may not choose on create: the server sets these.
+  void StripForCreate(const Ctx& c, json& obj) const {
+    auto& m = obj["metadata"];
+    for (const char* f : {"resourceVersion", "uid", "creationTimestamp", "deletionTimestamp",
+                          "deletionGracePeriodSeconds", "generation"}) {
+      m.erase(f);
+    }
+    if (c.route.res->HasSubresource("status")) obj.erase("status");
   }
 
   Response DryRunCreate(Ctx& c, json obj) const {
@@ -500,8 +517,8 @@ struct Handler::Impl {
     if (sub == "status") {
       json merged = cur;
       merged["status"] = next.contains("status") ? next["status"] : json::object();
-      merged["metadata"]["resourceVersion"] =
-          m.value("resourceVersion", cm.value("resourceVersion", ""));
+      const std::string rv = MetaString(next, "resourceVersion");
+      merged["metadata"]["resourceVersion"] = rv.empty() ? MetaString(cur, "resourceVersion") : rv;
       next = std::move(merged);
     } else if (c.route.res->HasSubresource("status")) {
       if (cur.contains("status"))
@@ -564,7 +581,10 @@ struct Handler::Impl {
       store::DeleteOptions dopt;
       dopt.uid = wm.value("uid", "");
       auto gone = store.Delete(Key(c.route, name), dopt);
-      if (gone.ok()) return Finish(c, Json(ok_code, gone->body));
+      if (gone.ok()) {
+        gc_wake();
+        return Finish(c, Json(ok_code, gone->body));
+      }
       if (gone.status().code() != Code::kNotFound)
         return Finish(c, StoreError(c, gone.status(), name));
     }
@@ -660,7 +680,8 @@ struct Handler::Impl {
         ct == "application/merge-patch+json" || ct == "application/strategic-merge-patch+json";
     const bool jsonpatch = ct == "application/json-patch+json";
     if (!apply && !merge && !jsonpatch) return Finish(c, UnsupportedMediaType(ct));
-    auto body = apply ? ParseYamlBody(c.req->body) : ParseJsonBody(c.req->body);
+    auto body = apply ? ParseYamlBody(c.req->body, {}, &c.duplicates)
+                      : ParseJsonBody(c.req->body, {}, jsonpatch ? nullptr : &c.duplicates);
     if (!body.ok()) return Finish(c, BadRequest(body.status().message()));
     json patch = std::move(*body);
     if (apply) {
@@ -700,7 +721,9 @@ struct Handler::Impl {
           json obj = std::move(*merged);
           Ctx cc2 = c;
           cc2.verb = "create";
+          if (Response a = Authz(cc2, name, ""); a.status) return a;
           if (Response e = CheckEnvelope(cc2, obj); e.status) return Finish(c, e);
+          StripForCreate(cc2, obj);
           if (Response e = CheckSchema(cc2, obj, nullptr); e.status) return Finish(c, e);
           c.warnings = cc2.warnings;
           if (c.dry_run) return Finish(c, DryRunCreate(c, obj));
@@ -732,14 +755,29 @@ struct Handler::Impl {
         }();
       } catch (const std::exception& e) {
         return Finish(
-            c, ErrorResponse(Status(Code::kInvalidArgument,
-                                    std::string("the patch could not be applied: ") + e.what()),
+            c, ErrorResponse(Status(Code::kInvalidArgument, "the patch could not be applied",
+                                    {{"patch", std::string("could not be applied: ") + e.what()}}),
                              Target(c.route, name)));
       }
-      if (!patched.is_object()) return Finish(c, BadRequest("the patch produced a non-object"));
+      if (!patched.is_object() || !patched.value("metadata", json()).is_object()) {
+        return Finish(c, BadRequest("the patch produced an object without metadata"));
+      }
+      if (!patched.value("kind", json()).is_string() ||
+          !patched.value("apiVersion", json()).is_string()) {
+        return Finish(c, BadRequest("the patch may not change apiVersion or kind"));
+      }
+      for (const char* f : {"name", "namespace", "resourceVersion", "uid"}) {
+        const json& v = patched["metadata"].value(f, json());
+        if (!v.is_null() && !v.is_string()) {
+          return Finish(c, BadRequest(std::string("metadata.") + f + ": must be a string"));
+        }
+      }
+      // A resourceVersion the patch sets is a precondition; one it removes is
+      // not (the write then compares against what was read, and retries).
       const std::string patched_rv = MetaString(patched, "resourceVersion");
       const bool explicit_rv =
-          !precondition_rv.empty() || patched_rv != MetaString(base, "resourceVersion");
+          !patched_rv.empty() &&
+          (!precondition_rv.empty() || patched_rv != MetaString(base, "resourceVersion"));
       if (c.route.sub == "scale") {
         Response r = ScaleWrite(c, patched, cur->body, false);
         if (r.status == 409 && !explicit_rv && attempt < 5) continue;
@@ -756,8 +794,9 @@ struct Handler::Impl {
           patched.value("apiVersion", "") != base.value("apiVersion", "")) {
         return Finish(c, BadRequest("the patch may not change apiVersion or kind"));
       }
-      if (!explicit_rv)
+      if (!explicit_rv) {
         patched["metadata"]["resourceVersion"] = MetaString(cur->body, "resourceVersion");
+      }
       Response r = WriteUpdate(c, std::move(patched), cur->body);
       if (r.status == 409 && !explicit_rv && attempt < 5) continue;
       return r;
@@ -795,7 +834,7 @@ struct Handler::Impl {
           c, ErrorResponse(
                  Status(Code::kInvalidArgument, "",
                         {{"propagationPolicy",
-                          "Unsupported value: " + json(policy).dump() +
+                          "Unsupported value: " + Quote(policy) +
                               ": supported values: \"Background\", \"Foreground\", \"Orphan\""}}),
                  Target(c.route, name)));
     }
@@ -803,10 +842,18 @@ struct Handler::Impl {
       for (const auto& d : opts["dryRun"])
         if (d == "All") c.dry_run = true;
     }
-    auto cur = store.Get(Key(c.route, name));
-    if (!cur.ok()) return Finish(c, StoreError(c, cur.status(), name));
-    if (Response a = Authz(c, name, BoundNode(cur->body)); a.status) return a;
-    return Finish(c, DeleteOne(c, cur->body, policy, opts.value("preconditions", json::object())));
+    const json pre = opts.value("preconditions", json::object());
+    const bool has_pre = pre.is_object() && !pre.empty();
+    for (int attempt = 0;; ++attempt) {
+      auto cur = store.Get(Key(c.route, name));
+      if (!cur.ok()) return Finish(c, StoreError(c, cur.status(), name));
+      if (Response a = Authz(c, name, BoundNode(cur->body)); a.status) return a;
+      // The delete compares against what was read (a finalizer added since
+      // must be seen); a lost race re-reads and decides again.
+      Response r = DeleteOne(c, cur->body, policy, pre);
+      if (r.status == 409 && !has_pre && attempt < 5) continue;
+      return Finish(c, r);
+    }
   }
 
   Response DeleteOne(Ctx& c, const json& cur, const std::string& policy, const json& pre) const {
@@ -861,6 +908,7 @@ struct Handler::Impl {
     }
     if (c.dry_run) return Json(200, cur);
     if (!dopt.uid) dopt.uid = cm.value("uid", "");
+    if (!dopt.resource_version) dopt.resource_version = ParseRv(cm.value("resourceVersion", ""));
     auto gone = store.Delete(Key(c.route, name), dopt);
     if (!gone.ok()) return StoreError(c, gone.status(), name);
     gc_wake();
@@ -874,13 +922,26 @@ struct Handler::Impl {
     lo.continue_token.clear();
     auto list = store.List(lo);
     if (!list.ok()) return Finish(c, StoreError(c, list.status(), ""));
+    std::string policy = c.req->Query("propagationPolicy");
+    if (policy.empty()) policy = "Background";
+    if (policy != "Background" && policy != "Foreground" && policy != "Orphan") {
+      return Finish(c,
+                    BadRequest("propagationPolicy: Unsupported value: " + Quote(policy) +
+                               ": supported values: \"Background\", \"Foreground\", \"Orphan\""));
+    }
     json items = json::array();
     for (const auto& o : list->items) {
-      Response r = DeleteOne(c, o.body, "Background", json::object());
-      if (r.status == 200)
+      Response r = DeleteOne(c, o.body, policy, json::object());
+      for (int attempt = 0; r.status == 409 && attempt < 3; ++attempt) {
+        auto again = store.Get(Key(c.route, MetaString(o.body, "name")));
+        if (!again.ok()) break;
+        r = DeleteOne(c, again->body, policy, json::object());
+      }
+      if (r.status == 200) {
         items.push_back(json::parse(r.body, nullptr, false));
-      else if (r.status != 404)
+      } else if (r.status != 404) {
         return Finish(c, r);
+      }
     }
     return Finish(c, Json(200, ListObject(c.route, items, list->revision, "")));
   }
@@ -914,7 +975,7 @@ struct Handler::Impl {
       lo.match = store::RevisionMatch::kLatest;
     } else {
       const int64_t n = ParseRv(rv);
-      if (n < 0) return BadRequest("resourceVersion: invalid value " + json(rv).dump());
+      if (n < 0) return BadRequest("resourceVersion: invalid value " + Quote(rv));
       lo.revision = n;
       if (match.empty() || match == "NotOlderThan") {
         lo.match = store::RevisionMatch::kNotOlderThan;
@@ -924,7 +985,7 @@ struct Handler::Impl {
               "resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\"");
         lo.match = store::RevisionMatch::kExact;
       } else {
-        return BadRequest("resourceVersionMatch: Unsupported value: " + json(match).dump() +
+        return BadRequest("resourceVersionMatch: Unsupported value: " + Quote(match) +
                           ": supported values: \"Exact\", \"NotOlderThan\"");
       }
     }
@@ -1028,7 +1089,7 @@ struct Handler::Impl {
     out.reserve(256 + list->items.size() * 512);
     json meta = {{"resourceVersion", std::to_string(list->revision)}};
     if (!list->continue_token.empty()) meta["continue"] = list->continue_token;
-    out += "{\"kind\":" + json(c.route.res->kind + "List").dump() + ",\"apiVersion\":" +
+    out += "{\"kind\":" + Quote(c.route.res->kind + "List") + ",\"apiVersion\":" +
            json(c.route.group.empty() ? c.route.version : c.route.group + "/" + c.route.version)
                .dump() +
            ",\"metadata\":" + meta.dump() + ",\"items\":[";
@@ -1117,8 +1178,8 @@ Response Handler::Impl::Watch(Ctx& c) const {
         watches_by_user[c.user.name] >= options.max_watches_per_user) {
       rejected_family.Add({{"reason", "too_many_watches"}}).Increment();
       return Finish(
-          c, TooManyRequests("too many open watches for user " + json(c.user.name).dump() +
-                                 " (limit " + std::to_string(options.max_watches_per_user) + ")",
+          c, TooManyRequests("too many open watches for user " + Quote(c.user.name) + " (limit " +
+                                 std::to_string(options.max_watches_per_user) + ")",
                              5));
     }
     ++watches_total;
@@ -1205,6 +1266,7 @@ Response Handler::Impl::Watch(Ctx& c) const {
     (void)now_s;
     bool alive = true;
     for (const auto& obj : initial_objects) {
+      if (closing.load()) break;
       if (!(alive = sink.Write(EventLine("ADDED", render(obj))))) break;
       events_counter_added.Increment();
     }
@@ -1218,10 +1280,20 @@ Response Handler::Impl::Watch(Ctx& c) const {
       alive = false;
     }
     const auto deadline = std::chrono::steady_clock::now() + duration;
+    auto last_write = std::chrono::steady_clock::now();
     while (alive && std::chrono::steady_clock::now() < deadline && !sink.Closed() &&
            !closing.load()) {
       auto ev = w->Next(std::chrono::milliseconds(500));
-      if (!ev) continue;
+      if (!ev) {
+        // A dead client is only noticed when a write fails: while idle, send
+        // a bare newline now and then (JSON stream readers skip whitespace).
+        if (std::chrono::steady_clock::now() - last_write >= options.watch_keepalive) {
+          alive = sink.Write("\n");
+          last_write = std::chrono::steady_clock::now();
+        }
+        continue;
+      }
+      last_write = std::chrono::steady_clock::now();
       using T = store::WatchEvent::Type;
       if (ev->type == T::kError) {
         const bool expired = ev->error.code() == Code::kExpired;
@@ -1305,18 +1377,21 @@ Response Handler::Impl::HandleResource(const Request& req, Route route, const Us
   else if (fv == "Ignore")
     c.fv = FieldValidation::kIgnore;
   else
-    return BadRequest("fieldValidation: Unsupported value: " + json(fv).dump() +
+    return BadRequest("fieldValidation: Unsupported value: " + Quote(fv) +
                       ": supported values: \"Ignore\", \"Strict\", \"Warn\"");
   const std::string dry = req.Query("dryRun");
   if (!dry.empty()) {
     if (dry != "All")
-      return BadRequest("dryRun: Unsupported value: " + json(dry).dump() +
-                        ": supported values: \"All\"");
+      return BadRequest("dryRun: Unsupported value: " + Quote(dry) + ": supported values: \"All\"");
     c.dry_run = true;
   }
   c.manager = req.Query("fieldManager");
-  if (c.manager.empty()) c.manager = ManagerFromUserAgent(req.Header("User-Agent"));
   if (c.manager.size() > 128) return BadRequest("fieldManager: must be at most 128 characters");
+  for (unsigned char ch : c.manager) {
+    if (ch < 0x20 || ch > 0x7e)
+      return BadRequest("fieldManager: must contain only printable ASCII");
+  }
+  if (c.manager.empty()) c.manager = ManagerFromUserAgent(req.Header("User-Agent"));
 
   if (c.verb == "get") return Get(c);
   if (c.verb == "list") return List(c);
@@ -1329,7 +1404,7 @@ Response Handler::Impl::HandleResource(const Request& req, Route route, const Us
   if (c.verb == "patch") return Patch(c);
   // create / update: a body.
   const std::string ct = MediaType(req.Header("Content-Type"));
-  auto body = DecodeObjectBody(req);
+  auto body = DecodeObjectBody(req, &c.duplicates);
   if (!body.ok()) {
     if (body.status().code() == Code::kUnavailable) return UnsupportedMediaType(ct);
     return BadRequest(body.status().message());
@@ -1349,6 +1424,17 @@ Response Handler::Impl::HandleResource(const Request& req, Route route, const Us
     auto cur = store.Get(Key(c.route, c.route.name));
     if (!cur.ok()) return StoreError(c, cur.status(), c.route.name);
     if (Response a = Authz(c, c.route.name, BoundNode(cur->body)); a.status) return a;
+    if (MetaString(*body, "name") != c.route.name) {
+      return Finish(c, BadRequest("the name of the object (" + MetaString(*body, "name") +
+                                  ") does not match the name on the URL (" + c.route.name + ")"));
+    }
+    if (MetaString(*body, "resourceVersion").empty()) {
+      return Finish(c,
+                    ErrorResponse(Status(Code::kInvalidArgument, "",
+                                         {{"metadata.resourceVersion",
+                                           "Invalid value: 0x0: must be specified for an update"}}),
+                                  Target(c.route, c.route.name)));
+    }
     return WriteUpdate(c, std::move(*body), cur->body);
   }
   return Update(c, std::move(*body));
@@ -1360,6 +1446,16 @@ Response Handler::Impl::Handle(const Request& req) {
     if (!s.empty()) seg.push_back(s);
   }
   const std::string& p = req.path;
+  // Public endpoints need no credentials, but bad credentials are refused
+  // everywhere (as kube-apiserver: only a request without any is anonymous).
+  std::optional<User> user;
+  if (!req.Header("Authorization").empty() || !options.authenticate) {
+    user = Authenticate(req);
+    if (!user) {
+      rejected_family.Add({{"reason", "unauthorized"}}).Increment();
+      return Unauthorized();
+    }
+  }
   if (p == "/healthz" || p == "/livez") return Text(200, "text/plain", "ok");
   if (p == "/readyz") {
     const Status s = ready ? ready() : Status::Ok();
@@ -1383,7 +1479,6 @@ Response Handler::Impl::Handle(const Request& req) {
                 serializer.Serialize(registry.Collect()));
   }
   // Everything else needs a user.
-  auto user = Authenticate(req);
   if (!user) {
     rejected_family.Add({{"reason", "unauthorized"}}).Increment();
     return Unauthorized();
@@ -1438,9 +1533,13 @@ Handler::Handler(HandlerOptions options, store::ObjectStore& store, const Schema
 Handler::~Handler() = default;
 
 namespace {
+// A bounded label: the HTTP method for the methods the API serves, else "other".
 std::string VerbOf(const Request& req) {
   if (req.method == "GET") return IsTrue(req.Query("watch")) ? "WATCH" : "GET";
-  return req.method;
+  for (const char* m : {"POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}) {
+    if (req.method == m) return m;
+  }
+  return "other";
 }
 std::string ResourceOf(const Request& req,
                        const std::unordered_map<std::string, const ResourceInfo*>& known) {

@@ -42,9 +42,11 @@ struct HandlerOptions {
   // Watches: bookmark cadence comes from the store; these bound each stream.
   std::chrono::seconds max_watch_duration{1800};  // a random part of it is added
   int max_watches_per_user = 256;
+  // An idle watch sends a newline this often, so a vanished client is noticed.
+  std::chrono::milliseconds watch_keepalive{10'000};
   int max_watches_total = 4096;
   // Non-watch requests being handled at once before 429.
-  int max_inflight = 400;
+  int max_inflight = 128;
   // When false, every request is served as an anonymous admin (tests of
   // logic only; the server always authenticates).
   bool authenticate = true;

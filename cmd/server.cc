@@ -9,6 +9,8 @@
 
 #include <memory>
 
+#include <pplx/threadpool.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -39,7 +41,7 @@ struct ServerFlags {
   bool insecure_http = false;
   std::string token_file;
   size_t max_body_bytes = 3 * 1024 * 1024;
-  int max_inflight = 400;
+  int max_inflight = 128;
   int max_watches_per_user = 256;
   std::string kube_minor = "32";
   std::string log_level = "info";
@@ -102,6 +104,14 @@ int RunServer(const ServerFlags& f) {
     return 2;
   }
   BlockShutdownSignals();
+  // cpprestsdk runs request handlers and socket I/O on one shared pool
+  // (40 threads by default); handlers wait on the database, so give it room
+  // for --max-inflight handlers plus I/O. Must precede any cpprestsdk use.
+  try {
+    crossplat::threadpool::initialize_with_threads(static_cast<size_t>(f.max_inflight) + 16);
+  } catch (const std::exception& e) {
+    spdlog::warn("cpprestsdk thread pool: {}", e.what());
+  }
   std::unique_ptr<store::EmbeddedPostgres> embedded;
   std::string dsn = f.database_url;
   if (dsn.empty()) {

@@ -9,6 +9,7 @@ packages=(
   libcpprest-dev libyaml-cpp-dev nlohmann-json3-dev libpqxx-dev prometheus-cpp-dev
   libspdlog-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   postgresql postgresql-contrib
+  curl jq ca-certificates
 )
 
 missing=()

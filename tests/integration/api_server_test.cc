@@ -62,6 +62,7 @@ class ApiServerTest : public ::testing::Test {
     HandlerOptions ho;
     ho.max_body_bytes = 64 * 1024;
     ho.max_watches_per_user = 3;
+    ho.watch_keepalive = std::chrono::milliseconds(200);
     handler_ = new Handler(ho, *store_->store, SchemaRegistry::Default(), auth_, store_->clock,
                            store_->registry, [] { return common::Status::Ok(); });
     ApiServerOptions so;
@@ -550,12 +551,93 @@ TEST_F(ApiServerTest, WatchClientDisconnectReleasesTheStream) {
     EXPECT_EQ(handler_->open_watches(), before + 1);
     close(fd);
   }
-  // The server notices the closed connection at its next write.
+  // No writes happen: the idle keep-alive finds the closed connection.
   for (int i = 0; i < 50 && handler_->open_watches() > before; ++i) {
-    Call("POST", base, Model("d" + std::to_string(i)).dump());
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(handler_->open_watches(), before);
+}
+
+// Raw HTTP/1.1 exchange (for requests an HTTP client library would not send).
+std::string RawHttp(const std::string& url, const std::string& request) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(std::stoi(url.substr(url.rfind(':') + 1)));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return "";
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (write(fd, request.data(), request.size()) < 0) return "";
+  char buf[4096];
+  const ssize_t n = read(fd, buf, sizeof buf);
+  close(fd);
+  return n > 0 ? std::string(buf, n) : "";
+}
+
+TEST_F(ApiServerTest, HostileRequestsGetClientErrors) {
+  // Malformed escapes and bytes that are not UTF-8 in the URL.
+  EXPECT_EQ(Call("GET", "/apis/corral.dev/v1alpha1/namespaces/t/models/%zz").status, 400);
+  EXPECT_EQ(Call("GET", "/foo%FF").status, 404);
+  auto bad_fv = Call("POST", Ns() + "/models?fieldValidation=%FF", Model("u8").dump());
+  EXPECT_EQ(bad_fv.status, 400);
+  EXPECT_TRUE(bad_fv.body.is_object()) << bad_fv.text;
+  // A chunked upload (no Content-Length) is refused before it is read.
+  const std::string chunked =
+      "POST " + Ns() + "/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + admin_ +
+      "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "2\r\n{}\r\n0\r\n\r\n";
+  EXPECT_THAT(RawHttp(url_, chunked), ::testing::HasSubstr(" 411 "));
+  // A numeric resourceVersion is a bad request, not a server error.
+  ASSERT_EQ(Call("POST", Ns() + "/models", Model("numrv").dump()).status, 201);
+  EXPECT_EQ(Call("PATCH", Ns() + "/models/numrv/status", R"({"metadata":{"resourceVersion":5}})",
+                 "application/merge-patch+json")
+                .status,
+            400);
+  json put = Call("GET", Ns() + "/models/numrv").body;
+  put["metadata"]["resourceVersion"] = 5;
+  EXPECT_EQ(Call("PUT", Ns() + "/models/numrv", put.dump()).status, 400);
+  // An unknown method is bounded in metrics and refused.
+  EXPECT_EQ(Call("FOO", Ns() + "/models").status, 405);
+  auto metrics = Call("GET", "/metrics", "", "", "");
+  EXPECT_THAT(metrics.text, ::testing::Not(::testing::HasSubstr("verb=\"FOO\"")));
+}
+
+TEST_F(ApiServerTest, SetBasedSelectorsWithPlusEncodedSpaces) {
+  const std::string base = "/apis/corral.dev/v1alpha1/namespaces/sets/models";
+  for (const char* tier : {"a", "b", "c"}) {
+    json m = Model(std::string("s") + tier);
+    m["metadata"]["labels"] = {{"tier", tier}};
+    ASSERT_EQ(Call("POST", base, m.dump()).status, 201);
+  }
+  // Go's url.Values encodes spaces as '+'.
+  auto r = Call("GET", base + "?labelSelector=tier+in+%28a%2Cb%29");
+  ASSERT_EQ(r.status, 200) << r.text;
+  EXPECT_EQ(r.body["items"].size(), 2u);
+}
+
+TEST_F(ApiServerTest, GcKeepsDependentsWhoseOwnerItCannotVerify) {
+  json m = Model("ext-owned");
+  m["metadata"]["ownerReferences"] = json::array(
+      {{{"apiVersion", "apps/v1"}, {"kind", "Deployment"}, {"name", "d"}, {"uid", "u-ext"}}});
+  ASSERT_EQ(Call("POST", Ns() + "/models", m.dump()).status, 201);
+  // A cluster-scoped Node "owned" by a namespaced Model: an invalid reference.
+  json node = {{"apiVersion", "corral.dev/v1alpha1"},
+               {"kind", "Node"},
+               {"metadata",
+                {{"name", "odd-node"},
+                 {"ownerReferences", json::array({{{"apiVersion", "corral.dev/v1alpha1"},
+                                                   {"kind", "Model"},
+                                                   {"name", "x"},
+                                                   {"uid", "u-x"}}})}}},
+               {"spec", json::object()}};
+  ASSERT_EQ(Call("POST", "/apis/corral.dev/v1alpha1/nodes", node.dump()).status, 201);
+  // Collection goes on around them: a real orphan is still deleted.
+  OwnerWithDependent("gone-owner", "gone-owner-r0");
+  ASSERT_EQ(Call("DELETE", Ns() + "/modeldeployments/gone-owner").status, 200);
+  EXPECT_TRUE(WaitStatus(Ns() + "/replicas/gone-owner-r0", 404));
+  EXPECT_EQ(Call("GET", Ns() + "/models/ext-owned").status, 200);
+  EXPECT_EQ(Call("GET", "/apis/corral.dev/v1alpha1/nodes/odd-node").status, 200);
 }
 
 TEST_F(ApiServerTest, WatchLimitPerUser) {

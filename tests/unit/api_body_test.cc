@@ -27,6 +27,29 @@ TEST(JsonBody, RefusesDeepNesting) {
   EXPECT_TRUE(ParseJsonBody(std::string(10, '[') + std::string(10, ']')).ok());
 }
 
+TEST(JsonBody, ReportsDuplicateKeysWithTheirPaths) {
+  std::vector<std::string> dups;
+  auto r =
+      ParseJsonBody(R"({"spec":{"engine":"a","engine":"b","list":[{"x":1,"x":2}]}})", {}, &dups);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)["spec"]["engine"], "b");
+  EXPECT_EQ(dups, (std::vector<std::string>{"spec.engine", "spec.list[0].x"}));
+  dups.clear();
+  ASSERT_TRUE(ParseJsonBody(R"({"a":{"x":1},"b":{"x":1}})", {}, &dups).ok());
+  EXPECT_TRUE(dups.empty());
+}
+
+TEST(YamlBody, ReportsDuplicateKeysAndDeepNesting) {
+  std::vector<std::string> dups;
+  auto r = ParseYamlBody("spec:\n  engine: a\n  engine: b\n", {}, &dups);
+  if (r.ok()) {  // yaml-cpp may itself refuse duplicate keys; either way they are caught
+    EXPECT_EQ(dups, (std::vector<std::string>{"spec.engine"}));
+  }
+  auto deep = ParseYamlBody("a: " + std::string(5000, '[') + std::string(5000, ']'));
+  ASSERT_FALSE(deep.ok());
+  EXPECT_THAT(deep.status().message(), HasSubstr("nested deeper"));
+}
+
 TEST(YamlBody, TypesPlainScalarsAndKeepsQuotedOnesAsStrings) {
   auto r = ParseYamlBody(
       "i: 42\nneg: -7\nf: 1.5\nt: true\nn: null\ntilde: ~\ns: hello\nq: \"42\"\nsq: 'true'\n"
@@ -44,6 +67,17 @@ TEST(YamlBody, TypesPlainScalarsAndKeepsQuotedOnesAsStrings) {
   EXPECT_EQ(j["sq"], "true");
   EXPECT_EQ(j["ver"], "1.2.3");
   EXPECT_EQ(j["hex"], "0x1F");
+}
+
+TEST(YamlBody, HugeNumericScalarIsAStringNotACrash) {
+  const std::string digits(1 << 20, '1');
+  auto r = ParseYamlBody("x: " + digits + "\ny: 1e3\nz: .5\nw: 1.\nv: e3\n");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)["x"], digits);
+  EXPECT_DOUBLE_EQ((*r)["y"].get<double>(), 1000.0);
+  EXPECT_DOUBLE_EQ((*r)["z"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ((*r)["w"].get<double>(), 1.0);
+  EXPECT_EQ((*r)["v"], "e3");
 }
 
 TEST(YamlBody, JsonTextParsesTheSame) {
