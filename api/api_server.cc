@@ -167,6 +167,22 @@ void ApiServer::Serve(void* raw) {
                                   std::to_string(options_.max_header_bytes) + " bytes"));
     return;
   }
+  // Admission: answered on the I/O path, before any body is read or a
+  // handler thread is taken.
+  const bool is_watch = request.method == "GET" &&
+                        (request.Query("watch") == "true" || request.Query("watch") == "1");
+  std::shared_ptr<void> admitted;
+  if (!is_watch) {
+    if (inflight_.fetch_add(1) >= options_.max_inflight) {
+      inflight_.fetch_sub(1);
+      Reply(
+          req,
+          TooManyRequests(
+              "the server has received too many requests and has asked us to try again later", 1));
+      return;
+    }
+    admitted = std::shared_ptr<void>(nullptr, [this](void*) { inflight_.fetch_sub(1); });
+  }
   const auto length = req.headers().content_length();
   if (length > options_.max_body_bytes) {
     Reply(req, TooLarge("the request body is " + std::to_string(length) + " bytes; the limit is " +
@@ -174,8 +190,8 @@ void ApiServer::Serve(void* raw) {
     return;
   }
   const size_t max_body = options_.max_body_bytes;
-  req.extract_vector().then([this, req, request = std::move(request),
-                             max_body](pplx::task<std::vector<unsigned char>> t) mutable {
+  req.extract_vector().then([this, req, request = std::move(request), max_body,
+                             admitted](pplx::task<std::vector<unsigned char>> t) mutable {
     // Nothing may escape a pplx continuation: an unobserved exception there
     // terminates the process.
     try {

@@ -34,6 +34,9 @@ struct ApiServerOptions {
   std::string tls_key_file;
   size_t max_body_bytes = 3 * 1024 * 1024;
   size_t max_header_bytes = 64 * 1024;
+  // Requests between arrival and answer (watches not counted) before new ones
+  // get 429. Counted from arrival, so requests queued for a thread count too.
+  int max_inflight = 400;
   // A watch whose client has not read this much buffered output is closed.
   size_t max_watch_backlog_bytes = 16 * 1024 * 1024;
 };
@@ -65,6 +68,7 @@ class ApiServer {
   std::mutex mu_;
   std::condition_variable streams_done_;
   int streams_ = 0;  // guarded by mu_: watch threads running
+  std::atomic<int> inflight_{0};
 };
 
 }  // namespace corral::api

@@ -46,7 +46,7 @@ struct HandlerOptions {
   std::chrono::milliseconds watch_keepalive{10'000};
   int max_watches_total = 4096;
   // Non-watch requests being handled at once before 429.
-  int max_inflight = 128;
+  int max_inflight = 400;
   // When false, every request is served as an anonymous admin (tests of
   // logic only; the server always authenticates).
   bool authenticate = true;

@@ -11,8 +11,10 @@
 
 #include <pplx/threadpool.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "api/api_server.h"
 #include "api/auth.h"
@@ -41,9 +43,11 @@ struct ServerFlags {
   bool insecure_http = false;
   std::string token_file;
   size_t max_body_bytes = 3 * 1024 * 1024;
-  int max_inflight = 128;
+  int max_inflight = 400;
   int max_watches_per_user = 256;
   std::string kube_minor = "32";
+  bool cached_reads = true;
+  int http_threads = 40;
   std::string log_level = "info";
   std::string pg_user;
   int pool_min = 2;
@@ -104,11 +108,12 @@ int RunServer(const ServerFlags& f) {
     return 2;
   }
   BlockShutdownSignals();
-  // cpprestsdk runs request handlers and socket I/O on one shared pool
-  // (40 threads by default); handlers wait on the database, so give it room
-  // for --max-inflight handlers plus I/O. Must precede any cpprestsdk use.
+  // cpprestsdk runs request handlers and socket I/O on one shared pool (40
+  // threads by default). More threads than cores mostly buys context
+  // switches: GETs served from the cache ran 3x faster with 24 threads than
+  // with 144 on 2 cores (docs/benchmarks.md). Must precede any cpprestsdk use.
   try {
-    crossplat::threadpool::initialize_with_threads(static_cast<size_t>(f.max_inflight) + 16);
+    crossplat::threadpool::initialize_with_threads(static_cast<size_t>(f.http_threads));
   } catch (const std::exception& e) {
     spdlog::warn("cpprestsdk thread pool: {}", e.what());
   }
@@ -138,6 +143,7 @@ int RunServer(const ServerFlags& f) {
   so.pool.max_size = f.pool_max;
   so.pool.acquire_timeout = std::chrono::milliseconds(f.pool_acquire_timeout_ms);
   so.max_object_bytes = f.max_object_bytes;
+  so.cached_reads = f.cached_reads;
   so.compaction.interval = std::chrono::seconds(f.compaction_interval_s);
   so.compaction.retain_revisions = f.compaction_retain_revisions;
   so.compaction.retain_age = std::chrono::seconds(f.compaction_retain_age_s);
@@ -160,6 +166,7 @@ int RunServer(const ServerFlags& f) {
   api::ApiServerOptions ao;
   ao.listen = f.listen;
   ao.max_body_bytes = f.max_body_bytes;
+  ao.max_inflight = f.max_inflight;
   std::string ca_pem;
   if (f.insecure_http) {
     spdlog::warn("serving plain HTTP (--insecure-http): tokens cross the network in clear text");
@@ -260,6 +267,14 @@ Runner RegisterServer(CLI::App& app) {
   sub->add_option("--max-watches-per-user", flags->max_watches_per_user,
                   "Open watches one user may hold")
       ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  sub->add_option("--http-threads", flags->http_threads,
+                  "Threads serving HTTP (socket I/O and handlers)")
+      ->check(CLI::Range(4, 4096))
+      ->capture_default_str();
+  sub->add_option("--cached-reads", flags->cached_reads,
+                  "Serve GETs from the watch-maintained cache (own writes visible at once, other "
+                  "servers' writes after the watch poller sees them); false: read PostgreSQL")
       ->capture_default_str();
   sub->add_option("--kube-minor", flags->kube_minor,
                   "Kubernetes minor version /version reports (kubectl picks its version by it)")

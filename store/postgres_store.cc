@@ -339,6 +339,9 @@ class PostgresStore::Impl : public std::enable_shared_from_this<PostgresStore::I
   std::atomic<int64_t> compacted_{0};
   std::atomic<bool> running_{false};
   HeadCache cache_;
+  std::atomic<uint64_t> dispatch_epoch_{0};  // bumped before each dispatch invalidates
+  prometheus::Counter& cache_hits_;
+  prometheus::Counter& cache_misses_;
 
   std::thread poller_;
   std::thread listener_;
@@ -574,6 +577,19 @@ PostgresStore::Impl::Impl(PostgresStoreOptions options, const KindRegistry& kind
       bg_pool_(std::make_unique<ConnectionPool>(BackgroundPoolOptions(options_.pool), Statements(),
                                                 registry)),
       cache_(options_.head_cache_capacity),
+      cache_hits_(prometheus::BuildCounter()
+                      .Name("corral_store_get_cache_total")
+                      .Help("Gets served from the head cache (result=hit) or the database (miss); "
+                            "only with cached reads on.")
+                      .Register(registry)
+                      .Add({{"result", "hit"}})),
+      cache_misses_(
+          prometheus::BuildCounter()
+              .Name("corral_store_get_cache_total")
+              .Help("Gets served from the head cache (result=hit) or the database (miss); "
+                    "only with cached reads on.")
+              .Register(registry)
+              .Add({{"result", "miss"}})),
       statement_seconds_(prometheus::BuildHistogram()
                              .Name("corral_store_statement_duration_seconds")
                              .Help("Latency of the store's prepared statements, by statement.")
@@ -995,10 +1011,37 @@ Result<Object> PostgresStore::Impl::Delete(const ObjectKey& key, const DeleteOpt
 
 Result<Object> PostgresStore::Impl::Get(const ObjectKey& key) {
   if (Status s = ValidateKey(kinds_, key); !s.ok()) return Record("get", s);
+  if (!options_.cached_reads) {
+    auto head = ReadHead(key);
+    if (!head.ok()) return Record("get", head.status());
+    if (!head->has_value() || (*head)->deleted) return Record("get", NotFoundStatus(key));
+    return MakeObject(*(*head)->value, (*head)->revision);  // copy: the cache shares the value
+  }
+  const std::string cache_key = HeadCache::KeyOf(key);
+  if (auto hit = cache_.Find(cache_key); hit && !hit->deleted) {
+    if (!hit->value) {
+      // Written through as text: parse once and keep the parsed form.
+      hit->value = ParseText(hit->text.c_str());
+      if (!hit->value)
+        return Record("get",
+                      common::Internal("stored object " + key.ToString() + " is unreadable"));
+      cache_.Put(cache_key, *hit);
+    }
+    cache_hits_.Increment();
+    return MakeObject(*hit->value, hit->revision);
+  }
+  cache_misses_.Increment();
+  // A poller dispatch that overlaps this read may have invalidated the key
+  // before the Put below: then the entry is dropped again (it may be stale).
+  const uint64_t epoch = dispatch_epoch_.load(std::memory_order_acquire);
   auto head = ReadHead(key);
   if (!head.ok()) return Record("get", head.status());
   if (!head->has_value() || (*head)->deleted) return Record("get", NotFoundStatus(key));
-  return MakeObject(*(*head)->value, (*head)->revision);  // copy: the cache shares the parsed value
+  cache_.Put(cache_key, **head);
+  if (dispatch_epoch_.load(std::memory_order_acquire) != epoch) {
+    cache_.Invalidate(cache_key, (*head)->revision + 1);
+  }
+  return MakeObject(*(*head)->value, (*head)->revision);
 }
 
 Result<int64_t> PostgresStore::Impl::CurrentRevision() {
@@ -1220,6 +1263,7 @@ bool PostgresStore::Impl::PollOnce() {
 }
 
 void PostgresStore::Impl::Dispatch(const std::vector<RawEventPtr>& events, int64_t new_settled) {
+  if (!events.empty()) dispatch_epoch_.fetch_add(1, std::memory_order_acq_rel);
   for (const auto& e : events) {
     cache_.Invalidate(HeadCache::KeyOf({e->kind, e->ns, e->name}), e->revision);
   }

@@ -52,6 +52,11 @@ struct PostgresStoreOptions {
   std::chrono::milliseconds min_poll_gap{2};      // batches bursts of writes
   std::chrono::milliseconds notify_interval{10};  // at most one NOTIFY per interval
   size_t head_cache_capacity = 10'000;            // recently used heads (CAS update hint)
+  // Serve Get() from the head cache. Writes through this store are visible
+  // at once (the cache is written through); writes through other processes
+  // once this process's watch poller has seen them (its lag: milliseconds
+  // with NOTIFY, at most poll_interval). Off: every Get reads the database.
+  bool cached_reads = false;
   std::chrono::milliseconds gap_timeout{250};
   int64_t poll_batch = 1000;
   size_t event_ring_capacity = 10'000;  // recent events kept for new watchers
