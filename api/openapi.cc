@@ -618,75 +618,45 @@ void ResourcePaths(const SchemaRegistry& reg, const ResourceInfo& r, const Flavo
                             f, tag);
   paths[item] = std::move(one);
 
-  if (r.HasSubresource("status")) {
-    json st = path_item(true);
-    st["get"] = Operation({"get",
-                           "get",
-                           "read" + prefix + scoped + "Status",
-                           "read status of the specified " + r.kind,
-                           gvk,
-                           {},
-                           "",
-                           {},
-                           {{"200", schema}}},
-                          f, tag);
-    st["put"] = Operation({"put",
-                           "put",
-                           "replace" + prefix + scoped + "Status",
-                           "replace status of the specified " + r.kind,
-                           gvk,
-                           write_params,
-                           schema,
-                           {"*/*"},
-                           {{"200", schema}, {"201", schema}}},
-                          f, tag);
-    st["patch"] = Operation({"patch",
-                             "patch",
-                             "patch" + prefix + scoped + "Status",
-                             "partially update status of the specified " + r.kind,
-                             gvk,
-                             patch_params,
-                             patch,
-                             kPatchTypes,
-                             {{"200", schema}, {"201", schema}}},
-                            f, tag);
-    paths[item + "/status"] = std::move(st);
-  }
-  if (r.HasSubresource("scale")) {
-    const json scale_gvk = Gvk("autoscaling", "v1", "Scale");
-    json sc = path_item(true);
-    sc["get"] = Operation({"get",
-                           "get",
-                           "read" + prefix + scoped + "Scale",
-                           "read scale of the specified " + r.kind,
-                           scale_gvk,
-                           {},
-                           "",
-                           {},
-                           {{"200", kScale}}},
-                          f, tag);
-    sc["put"] = Operation({"put",
-                           "put",
-                           "replace" + prefix + scoped + "Scale",
-                           "replace scale of the specified " + r.kind,
-                           scale_gvk,
-                           write_params,
-                           kScale,
-                           {"*/*"},
-                           {{"200", kScale}, {"201", kScale}}},
-                          f, tag);
-    sc["patch"] = Operation({"patch",
-                             "patch",
-                             "patch" + prefix + scoped + "Scale",
-                             "partially update scale of the specified " + r.kind,
-                             scale_gvk,
-                             patch_params,
-                             patch,
-                             kPatchTypes,
-                             {{"200", kScale}, {"201", kScale}}},
-                            f, tag);
-    paths[item + "/scale"] = std::move(sc);
-  }
+  // /status and /scale: get, put and patch of one body type each.
+  auto subresource = [&](const std::string& sub, const std::string& title, const json& sub_gvk,
+                         const json& body) {
+    json item_ops = path_item(true);
+    item_ops["get"] = Operation({"get",
+                                 "get",
+                                 "read" + prefix + scoped + title,
+                                 "read " + sub + " of the specified " + r.kind,
+                                 sub_gvk,
+                                 {},
+                                 "",
+                                 {},
+                                 {{"200", body}}},
+                                f, tag);
+    item_ops["put"] = Operation({"put",
+                                 "put",
+                                 "replace" + prefix + scoped + title,
+                                 "replace " + sub + " of the specified " + r.kind,
+                                 sub_gvk,
+                                 write_params,
+                                 body,
+                                 {"*/*"},
+                                 {{"200", body}, {"201", body}}},
+                                f, tag);
+    item_ops["patch"] = Operation({"patch",
+                                   "patch",
+                                   "patch" + prefix + scoped + title,
+                                   "partially update " + sub + " of the specified " + r.kind,
+                                   sub_gvk,
+                                   patch_params,
+                                   patch,
+                                   kPatchTypes,
+                                   {{"200", body}, {"201", body}}},
+                                  f, tag);
+    paths[item + "/" + sub] = std::move(item_ops);
+  };
+  if (r.HasSubresource("status")) subresource("status", "Status", gvk, schema);
+  if (r.HasSubresource("scale"))
+    subresource("scale", "Scale", Gvk("autoscaling", "v1", "Scale"), kScale);
   if (r.namespaced) {
     json all = {{"parameters", json::array({pretty})}};
     all["get"] = Operation({"get",

@@ -22,14 +22,7 @@ constexpr char kNone[] = "<none>";
 constexpr char kUnknown[] = "<unknown>";
 
 const json* Get(const json& object, std::initializer_list<const char*> path) {
-  const json* cur = &object;
-  for (const char* p : path) {
-    if (!cur->is_object()) return nullptr;
-    auto it = cur->find(p);
-    if (it == cur->end()) return nullptr;
-    cur = &*it;
-  }
-  return cur;
+  return FindPath(object, path);
 }
 
 std::string Str(const json& object, std::initializer_list<const char*> path,

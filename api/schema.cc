@@ -343,14 +343,7 @@ class Validator {
 };
 
 const json* Find(const json& object, std::initializer_list<const char*> path) {
-  const json* cur = &object;
-  for (const char* p : path) {
-    if (!cur->is_object()) return nullptr;
-    auto it = cur->find(p);
-    if (it == cur->end()) return nullptr;
-    cur = &*it;
-  }
-  return cur;
+  return FindPath(object, path);
 }
 
 bool IsZeroIntOrPercent(const json& v) {
@@ -606,6 +599,17 @@ std::vector<std::string> SchemaRegistry::Prune(std::string_view kind, json& obje
   PruneNode(*schema, object, "", removed);
   if (had_metadata) object["metadata"] = std::move(metadata);
   return removed;
+}
+
+const json* FindPath(const json& object, std::initializer_list<const char*> path) {
+  const json* cur = &object;
+  for (const char* p : path) {
+    if (!cur->is_object()) return nullptr;
+    auto it = cur->find(p);
+    if (it == cur->end()) return nullptr;
+    cur = &*it;
+  }
+  return cur;
 }
 
 }  // namespace corral::api

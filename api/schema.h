@@ -16,6 +16,7 @@
 //
 // Thread-safety: immutable after construction; share freely.
 #include <cstdint>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -152,6 +153,11 @@ class SchemaRegistry {
   struct Impl;
   const Impl* impl_;
 };
+
+// The value at a path of object keys, or nullptr when any step is missing or
+// not an object.
+const nlohmann::json* FindPath(const nlohmann::json& object,
+                               std::initializer_list<const char*> path);
 
 // Kubernetes' short human duration, as `kubectl get` prints AGE
 // (k8s.io/apimachinery/pkg/util/duration.HumanDuration).
