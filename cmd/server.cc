@@ -53,6 +53,7 @@ struct ServerFlags {
   int pool_min = 2;
   int pool_max = 16;
   int pool_acquire_timeout_ms = 5000;
+  int statement_timeout_ms = 30'000;
   size_t max_object_bytes = store::kDefaultMaxObjectBytes;
   int compaction_interval_s = 60;
   int64_t compaction_retain_revisions = 10'000;
@@ -142,6 +143,7 @@ int RunServer(const ServerFlags& f) {
   so.pool.min_size = f.pool_min;
   so.pool.max_size = f.pool_max;
   so.pool.acquire_timeout = std::chrono::milliseconds(f.pool_acquire_timeout_ms);
+  so.pool.statement_timeout = std::chrono::milliseconds(f.statement_timeout_ms);
   so.max_object_bytes = f.max_object_bytes;
   so.cached_reads = f.cached_reads;
   so.compaction.interval = std::chrono::seconds(f.compaction_interval_s);
@@ -293,6 +295,10 @@ Runner RegisterServer(CLI::App& app) {
   sub->add_option("--pool-acquire-timeout-ms", flags->pool_acquire_timeout_ms,
                   "How long a request waits for a store connection")
       ->check(CLI::Range(1, 600'000))
+      ->capture_default_str();
+  sub->add_option("--statement-timeout-ms", flags->statement_timeout_ms,
+                  "Longest any database statement may run (PostgreSQL statement_timeout); 0: none")
+      ->check(CLI::Range(0, 3'600'000))
       ->capture_default_str();
   sub->add_option("--max-object-bytes", flags->max_object_bytes, "Largest object accepted")
       ->check(CLI::Range(size_t{1024}, size_t{64} << 20))

@@ -21,19 +21,21 @@ constexpr const char* kPingStatement = "corral_pool_ping";
 // or single-row insert, for which the generic plan is as good as a custom one;
 // re-planning on each execution (PostgreSQL's default for the first runs, and
 // whenever a custom plan looks cheaper) cost more than running the statement.
-std::string WithParams(const std::string& dsn, const std::string& app, int connect_timeout_s) {
+std::string WithParams(const std::string& dsn, const std::string& app, int connect_timeout_s,
+                       int64_t statement_timeout_ms) {
   const bool url = dsn.rfind("postgres://", 0) == 0 || dsn.rfind("postgresql://", 0) == 0;
+  const std::string st = std::to_string(statement_timeout_ms);
   if (url) {
     const char sep = dsn.find('?') == std::string::npos ? '?' : '&';
     std::string encoded_app;
     for (char c : app) encoded_app += (c == '/') ? std::string("%2F") : std::string(1, c);
     return dsn + sep + "application_name=" + encoded_app +
            "&connect_timeout=" + std::to_string(connect_timeout_s) +
-           "&options=-c%20plan_cache_mode%3Dforce_generic_plan";
+           "&options=-c%20plan_cache_mode%3Dforce_generic_plan%20-c%20statement_timeout%3D" + st;
   }
   return dsn + " application_name='" + app +
          "' connect_timeout=" + std::to_string(connect_timeout_s) +
-         " options='-c plan_cache_mode=force_generic_plan'";
+         " options='-c plan_cache_mode=force_generic_plan -c statement_timeout=" + st + "'";
 }
 
 }  // namespace
@@ -105,7 +107,8 @@ ConnectionPool::~ConnectionPool() {
 Result<std::unique_ptr<pqxx::connection>> ConnectionPool::Open(const std::string& app_name) {
   try {
     auto conn = std::make_unique<pqxx::connection>(
-        WithParams(options_.dsn, app_name, static_cast<int>(options_.connect_timeout.count())));
+        WithParams(options_.dsn, app_name, static_cast<int>(options_.connect_timeout.count()),
+                   options_.statement_timeout.count()));
     conn->prepare(kPingStatement, "SELECT 1");
     for (const auto& [name, sql] : statements_) conn->prepare(name, sql);
     opened_total_.Increment();

@@ -40,6 +40,10 @@ struct PoolOptions {
   int max_waiters = 1024;
   std::chrono::milliseconds health_check_idle{10'000};
   std::chrono::seconds connect_timeout{5};
+  // PostgreSQL's statement_timeout on every connection: no statement runs
+  // longer (a request then fails Unavailable instead of holding a connection).
+  // 0: no limit.
+  std::chrono::milliseconds statement_timeout{30'000};
 };
 
 class ConnectionPool;

@@ -690,6 +690,10 @@ Result<pqxx::result> PostgresStore::Impl::ExecOn(ConnectionPool& pool, const cha
     if (state == "40001" || state == "40P01") {
       return common::Unavailable(std::string("transient database conflict: ") + e.what());
     }
+    if (state == "57014") {  // statement_timeout (or a cancel): the database is too slow now
+      return common::DeadlineExceeded(std::string("statement ") + stmt +
+                                      " ran past the statement timeout: " + e.what());
+    }
     return common::Internal(std::string("statement ") + stmt + " failed: " + e.what());
   } catch (const pqxx::in_doubt_error& e) {
     conn->MarkBroken();

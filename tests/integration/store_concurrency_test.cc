@@ -148,6 +148,22 @@ TEST(StoreConcurrencyTest, PoolTakesKeyValueAndUrlDsnsWithItsSessionSettings) {
         << dsn;
     EXPECT_EQ(std::string(tx.exec("SHOW application_name")[0][0].c_str()), "corral-dsn-test/x")
         << dsn;
+    EXPECT_EQ(std::string(tx.exec("SHOW statement_timeout")[0][0].c_str()), "30s") << dsn;
+  }
+  // A statement past the timeout is cancelled by PostgreSQL.
+  prometheus::Registry registry;
+  PoolOptions o;
+  o.dsn = testing::Dsn();
+  o.statement_timeout = 100ms;
+  ConnectionPool pool(o, {}, registry);
+  auto c = pool.Acquire();
+  ASSERT_TRUE(c.ok());
+  pqxx::nontransaction tx(c->get());
+  try {
+    tx.exec("SELECT pg_sleep(2)");
+    ADD_FAILURE() << "pg_sleep(2) was not cancelled";
+  } catch (const pqxx::sql_error& e) {
+    EXPECT_EQ(e.sqlstate(), "57014");
   }
 }
 
