@@ -300,11 +300,12 @@ std::string NodeDenial(const User& u, const Attributes& a) {
       return "node " + me + " may only modify its own Lease";
     }
     if (a.kind == "Replica") {
-      if (a.subresource != "status") {
-        return "node " + me + " may only modify the status of replicas bound to it";
-      }
+      // Status, or the main resource only to remove a finalizer (a drained
+      // replica lets its deletion finish): the API server checks that no
+      // other field changes.
+      if (a.subresource != "status" && !a.subresource.empty()) return "-";
       if (!a.bound_node.empty() && a.bound_node == u.name) return "";
-      return "node " + me + " may only modify the status of replicas bound to it";
+      return "node " + me + " may only modify replicas bound to it";
     }
     return "-";
   }

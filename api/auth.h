@@ -10,7 +10,9 @@
 //   node    a worker: get/list/watch Models, Nodes, Replicas (its own), Leases;
 //           create/update/patch its own Node (metadata.name == user name)
 //           and its own Lease (name == user name, any namespace);
-//           update/patch the status of Replicas whose spec.nodeName == user name;
+//           update/patch the status of Replicas whose spec.nodeName == user name,
+//           and their main resource only to remove finalizers (the handler
+//           refuses any other change);
 //           create Events. Nothing else.
 //           Precisely: list/watch of Replicas is allowed (the worker filters
 //           by a spec.nodeName field selector the authorizer does not see);

@@ -526,6 +526,29 @@ struct Handler::Impl {
       else
         next.erase("status");
     }
+    // A node may write a Replica bound to it only to remove finalizers (its
+    // drain finalizer once drained); anything else is refused, as
+    // Kubernetes' NodeRestriction does for kubelets.
+    if (c.user.role == Role::kNode && c.route.res->kind == "Replica" && sub.empty()) {
+      auto strip = [](json o) {
+        o.erase("status");
+        for (const char* f : {"finalizers", "resourceVersion", "managedFields", "generation"}) {
+          o["metadata"].erase(f);
+        }
+        return o;
+      };
+      bool subset = true;
+      const json before = cm.value("finalizers", json::array());
+      for (const auto& f : Meta(next).value("finalizers", json::array())) {
+        if (std::find(before.begin(), before.end(), f) == before.end()) subset = false;
+      }
+      if (!subset || strip(next) != strip(cur)) {
+        return Finish(c, Forbidden(c.route.res->plural + "." + c.route.group + " " + Quote(name) +
+                                       " is forbidden: node " + Quote(c.user.name) +
+                                       " may only remove finalizers of a replica, nothing else",
+                                   Target(c.route, name)));
+      }
+    }
     if (Response e = CheckSchema(c, next, &cur); e.status) return Finish(c, e);
     // An object being deleted takes no new finalizers.
     if (cm.contains("deletionTimestamp") && sub.empty()) {

@@ -25,6 +25,7 @@ using json = nlohmann::json;
 // Every `pattern` of every schema, compiled once (std::regex construction is
 // slow; matching a const regex is thread-safe).
 using PatternMap = std::map<std::string, std::regex, std::less<>>;
+constexpr size_t kMaxPatternInput = 1024;
 
 struct SchemaRegistry::Impl {
   std::vector<ResourceInfo> resources;
@@ -176,6 +177,8 @@ size_t RuneCount(const std::string& s) {
 
 // RFC 3339 date-time, as strfmt's "date-time" accepts it.
 bool IsDateTime(const std::string& s) {
+  // libstdc++'s regex recurses per character: never feed it long input.
+  if (s.size() > 64) return false;
   static const std::regex kDateTime(
       R"(^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$)");
   return std::regex_match(s, kDateTime);
@@ -284,7 +287,10 @@ class Validator {
     }
     if (auto p = schema.find("pattern"); p != schema.end()) {
       auto re = patterns_.find(p->get_ref<const std::string&>());
-      if (re != patterns_.end() && !std::regex_search(s, re->second)) {
+      // libstdc++'s regex recurses per character: a long value is refused
+      // rather than matched (no pattern here is meant for long strings).
+      if (re != patterns_.end() &&
+          (s.size() > kMaxPatternInput || !std::regex_search(s, re->second))) {
         Invalid(path, value, name + " in body should match '" + re->first + "'");
       }
     }

@@ -594,6 +594,7 @@ constexpr std::string_view kReplica = R"json({
           "deployment": {"type": "string", "maxLength": 253, "x-corral-immutable": true, "description": "Name of the owning ModelDeployment (also an ownerReference); empty for a replica made by hand. Immutable once set."},
           "modelRef": {"$ref": "LocalObjectReference", "x-corral-immutable": true, "description": "The Model this replica runs. Immutable once set."},
           "nodeName": {"type": "string", "maxLength": 253, "x-corral-immutable": true, "description": "The Node this replica is bound to; set once by the scheduler (or by hand), never changed afterwards."},
+          "servedName": {"type": "string", "maxLength": 253, "x-corral-immutable": true, "description": "The model name clients use for this replica in OpenAI and Ollama requests (the deployment's servedName). Unset: the deployment's name, else the Model's name."},
           "templateHash": {"type": "string", "maxLength": 63, "x-corral-immutable": true, "description": "Hash of the deployment template the replica was made from; replicas with an old hash are replaced by a rolling update. Immutable once set."}
         }
       },

@@ -575,6 +575,34 @@ std::string RawHttp(const std::string& url, const std::string& request) {
   return n > 0 ? std::string(buf, n) : "";
 }
 
+TEST_F(ApiServerTest, NodeMayOnlyRemoveFinalizersOfItsReplicas) {
+  json r = {{"apiVersion", "corral.dev/v1alpha1"},
+            {"kind", "Replica"},
+            {"metadata", {{"name", "nr"}, {"finalizers", {"corral.dev/drain"}}}},
+            {"spec", {{"modelRef", {{"name", "m"}}}, {"nodeName", "node-a"}}}};
+  ASSERT_EQ(Call("POST", Ns() + "/replicas", r.dump()).status, 201);
+  // Status: yes. Spec or labels: no. Removing the finalizer: yes.
+  EXPECT_EQ(Call("PATCH", Ns() + "/replicas/nr/status", R"({"status":{"phase":"Ready"}})",
+                 "application/merge-patch+json", node_)
+                .status,
+            200);
+  EXPECT_EQ(Call("PATCH", Ns() + "/replicas/nr", R"({"metadata":{"labels":{"x":"y"}}})",
+                 "application/merge-patch+json", node_)
+                .status,
+            403);
+  EXPECT_EQ(Call("PATCH", Ns() + "/replicas/nr",
+                 R"({"metadata":{"finalizers":["a","corral.dev/drain"]}})",
+                 "application/merge-patch+json", node_)
+                .status,
+            403);
+  ASSERT_EQ(Call("DELETE", Ns() + "/replicas/nr").status, 200);
+  EXPECT_EQ(Call("PATCH", Ns() + "/replicas/nr", R"({"metadata":{"finalizers":null}})",
+                 "application/merge-patch+json", node_)
+                .status,
+            200);
+  EXPECT_EQ(Call("GET", Ns() + "/replicas/nr").status, 404);
+}
+
 TEST_F(ApiServerTest, HostileRequestsGetClientErrors) {
   // Malformed escapes and bytes that are not UTF-8 in the URL.
   EXPECT_EQ(Call("GET", "/apis/corral.dev/v1alpha1/namespaces/t/models/%zz").status, 400);

@@ -1078,5 +1078,26 @@ TEST(DocsTest, ApiReferenceMentionsEveryField) {
   }
 }
 
+TEST(SchemaValidate, LongValuesAgainstPatternsAreRefusedNotMatched) {
+  const auto& reg = SchemaRegistry::Default();
+  nlohmann::json md = {
+      {"apiVersion", "corral.dev/v1alpha1"},
+      {"kind", "ModelDeployment"},
+      {"metadata", {{"name", "x"}}},
+      {"spec",
+       {{"modelRef", {{"name", "m"}}},
+        {"strategy", {{"rollingUpdate", {{"maxSurge", std::string(1 << 20, '1') + "%"}}}}}}}};
+  auto r = reg.Validate("ModelDeployment", md);  // must not overflow the stack
+  EXPECT_FALSE(r.errors.empty());
+  nlohmann::json ev = {
+      {"apiVersion", "v1"},
+      {"kind", "Event"},
+      {"metadata", {{"name", "e"}}},
+      {"involvedObject", {{"kind", "Model"}, {"name", "m"}}},
+      {"firstTimestamp", "2026-01-01T00:00:00." + std::string(1 << 20, '1') + "Z"}};
+  auto e = reg.Validate("Event", ev);
+  EXPECT_FALSE(e.errors.empty());
+}
+
 }  // namespace
 }  // namespace corral::api

@@ -270,14 +270,17 @@ test('a node updates the status of replicas bound to it, never their spec, never
   let stored = (await srv.request('GET', `${reps}/r-a`)).json;
   assert.equal(stored.spec.nodeName, 'node-a', 'status writes must not change spec');
   assert.equal(stored.status.phase, 'Draining');
-  // Own replica, main resource: refused.
+  // Own replica, main resource: refused, except removing finalizers (drain).
   r = await srv.request('PATCH', `${reps}/r-a`, {
     token: t,
     body: { spec: { nodeName: 'node-b' } },
     contentType: 'application/merge-patch+json',
   });
   assert.equal(r.status, 403, describe('PATCH', `${reps}/r-a`, r));
-  r = await srv.request('PUT', `${reps}/r-a`, { token: t, body: stored });
+  r = await srv.request('PUT', `${reps}/r-a`, {
+    token: t,
+    body: { ...stored, metadata: { ...stored.metadata, labels: { ...stored.metadata.labels, by: 'node' } } },
+  });
   assert.equal(r.status, 403, describe('PUT', `${reps}/r-a`, r));
   r = await srv.request('DELETE', `${reps}/r-a`, { token: t });
   assert.equal(r.status, 403, describe('DELETE', `${reps}/r-a`, r));
