@@ -14,6 +14,8 @@ Runner RegisterDb(CLI::App& app);
 // `corral kubeconfig` and `corral token add`.
 Runner RegisterKubeconfig(CLI::App& app);
 Runner RegisterToken(CLI::App& app);
+// `corral worker`.
+Runner RegisterWorker(CLI::App& app);
 
 // The state directory: --data-dir when given; as root /var/lib/corral (the
 // embedded PostgreSQL runs as an unprivileged user that may not reach the

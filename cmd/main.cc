@@ -45,11 +45,13 @@ int main(int argc, char** argv) {
   corral::cmd::Runner db = corral::cmd::RegisterDb(app);
   corral::cmd::Runner kubeconfig = corral::cmd::RegisterKubeconfig(app);
   corral::cmd::Runner token = corral::cmd::RegisterToken(app);
+  corral::cmd::Runner worker = corral::cmd::RegisterWorker(app);
   CLI11_PARSE(app, argc, argv);
   if (app.got_subcommand("server")) return server();
   if (app.got_subcommand("db")) return db();
   if (app.got_subcommand("kubeconfig")) return kubeconfig();
   if (app.got_subcommand("token")) return token();
+  if (app.got_subcommand("worker")) return worker();
   std::cerr << app.help() << std::endl;
   return 2;
 }
