@@ -173,15 +173,17 @@ void ApiServer::Serve(void* raw) {
                         (request.Query("watch") == "true" || request.Query("watch") == "1");
   std::shared_ptr<void> admitted;
   if (!is_watch) {
-    if (inflight_.fetch_add(1) >= options_.max_inflight) {
-      inflight_.fetch_sub(1);
+    if (inflight_->fetch_add(1) >= options_.max_inflight) {
+      inflight_->fetch_sub(1);
       Reply(
           req,
           TooManyRequests(
               "the server has received too many requests and has asked us to try again later", 1));
       return;
     }
-    admitted = std::shared_ptr<void>(nullptr, [this](void*) { inflight_.fetch_sub(1); });
+    // The continuation holding this may be destroyed after the server (pplx
+    // frees task handles late): the counter is shared, not a member reference.
+    admitted = std::shared_ptr<void>(nullptr, [c = inflight_](void*) { c->fetch_sub(1); });
   }
   const auto length = req.headers().content_length();
   if (length > options_.max_body_bytes) {

@@ -68,7 +68,7 @@ class ApiServer {
   std::mutex mu_;
   std::condition_variable streams_done_;
   int streams_ = 0;  // guarded by mu_: watch threads running
-  std::atomic<int> inflight_{0};
+  std::shared_ptr<std::atomic<int>> inflight_ = std::make_shared<std::atomic<int>>(0);
 };
 
 }  // namespace corral::api
